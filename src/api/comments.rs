@@ -1,0 +1,76 @@
+//! Comments: adding one to a thread, deleting one's own.
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::error::{respond, ApiError};
+use super::threads::{removal, MAX_CONTENT};
+use super::{id_field, json_body, json_reply, text_field};
+use crate::auth::{self, Viewer};
+use crate::db::{comments, Json};
+use crate::State;
+
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    create(state.clone()).or(delete(state)).unify()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewComment {
+    thread_id: Option<String>,
+    content: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Created {
+    comment: Json,
+}
+
+/// POST /api/community/comment
+fn create(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "community" / "comment")
+        .and(warp::post())
+        .and(auth::author(state.clone()))
+        .and(json_body())
+        .then(move |author, body| {
+            let state = state.clone();
+            async move { respond(handle_create(state, author, body).await) }
+        })
+}
+
+async fn handle_create(
+    state: State,
+    author: Viewer,
+    body: NewComment,
+) -> Result<Response, ApiError> {
+    let thread_id = id_field("threadId", body.thread_id)?;
+    let content = text_field("content", body.content, 1, MAX_CONTENT)?;
+    let author_id = author.id().unwrap_or_default().to_string();
+    let id = uuid::Uuid::now_v7().to_string();
+    let comment = state
+        .db
+        .write(move |tx| comments::insert(tx, &id, &thread_id, &author_id, &content))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such thread"))?;
+    Ok(json_reply(StatusCode::CREATED, &Created { comment }))
+}
+
+/// DELETE /api/community/comments/:id
+fn delete(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "community" / "comments" / String)
+        .and(warp::delete())
+        .and(auth::author(state.clone()))
+        .then(move |id: String, author: Viewer| {
+            let state = state.clone();
+            async move {
+                let user = author.id().unwrap_or_default().to_string();
+                let outcome = state
+                    .db
+                    .write(move |tx| comments::delete(tx, &id, &user))
+                    .await;
+                respond(removal(outcome, "comment"))
+            }
+        })
+}

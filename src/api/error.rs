@@ -1,0 +1,174 @@
+//! The one error type of the API, and the mapping of warp's own rejections
+//! into the same `{"error": {"code", "message"}}` shape.
+
+use std::convert::Infallible;
+
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use crate::db::DbError;
+
+/// An error a client sees: a status, a stable code, and a message naming
+/// the problem; for invalid fields, the field.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn unsupported_media_type(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
+    }
+
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            field: Some(field),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on the server",
+        )
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> ApiError {
+        match error {
+            DbError::Busy => ApiError::unavailable("the database is busy; try again shortly"),
+            DbError::Conflict => ApiError::conflict("that already exists"),
+            DbError::Other(detail) => {
+                // The detail goes to the log, not to the client.
+                tracing::error!(%detail, "database error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl warp::reject::Reject for ApiError {}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Detail {
+                code: self.code,
+                message: &self.message,
+                field: self.field,
+            },
+        };
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert("retry-after", warp::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// A handler's outcome as a response.
+pub fn respond<T: Reply>(result: Result<T, ApiError>) -> Response {
+    match result {
+        Ok(reply) => reply.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Turns every rejection, ours and warp's, into the JSON error shape.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    use warp::reject;
+    let error = if let Some(error) = rejection.find::<ApiError>() {
+        error.clone()
+    } else if rejection.is_not_found() {
+        ApiError::not_found("no such page or endpoint")
+    } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        )
+    } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is over 64 KiB",
+        )
+    } else if rejection.find::<reject::LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "send a Content-Length with the body",
+        )
+    } else if let Some(error) = rejection.find::<reject::InvalidQuery>() {
+        ApiError::bad_request(format!("bad query string: {error}"))
+    } else if let Some(error) = rejection.find::<reject::InvalidHeader>() {
+        ApiError::bad_request(error.to_string())
+    } else if let Some(error) = rejection.find::<reject::MissingHeader>() {
+        ApiError::bad_request(error.to_string())
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        ApiError::internal()
+    };
+    Ok(error.into_response())
+}

@@ -1,0 +1,158 @@
+//! The HTTP API: one file per resource, each exposing `routes(state)`, plus
+//! the shared pieces every endpoint uses: the JSON body filter, field
+//! validation, CORS for configured origins, and the error type.
+//!
+//! Handlers validate, call `db`, and reply. They hold no SQL and no stream
+//! logic.
+
+pub mod auth;
+pub mod comments;
+pub mod error;
+pub mod events;
+pub mod likes;
+pub mod status;
+pub mod threads;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::State;
+use error::ApiError;
+
+/// Largest request body accepted.
+pub const MAX_BODY: u64 = 64 * 1024;
+
+/// Every route of the server, with errors in one JSON shape and CORS
+/// headers for configured origins.
+pub fn routes(
+    state: State,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let api = auth::routes(state.clone())
+        .or(threads::routes(state.clone()))
+        .unify()
+        .or(comments::routes(state.clone()))
+        .unify()
+        .or(likes::routes(state.clone()))
+        .unify()
+        .or(events::routes(state.clone()))
+        .unify()
+        .or(status::routes(state.clone()))
+        .unify()
+        .or(crate::web::routes())
+        .unify()
+        .or(preflight())
+        .unify()
+        .recover(error::recover)
+        .unify();
+    let origins = state.config.cors_origins.clone();
+    warp::header::headers_cloned().and(api).map(
+        move |headers: warp::http::HeaderMap, response: Response| {
+            let origin = headers.get("origin").and_then(|value| value.to_str().ok());
+            with_cors(&origins, origin, response)
+        },
+    )
+}
+
+/// The body as JSON of type `T`: `Content-Type: application/json`, at most
+/// [`MAX_BODY`] bytes, and well-formed, else a clear 415, 413 or 400.
+pub fn json_body<T: DeserializeOwned + Send>(
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::bytes())
+        .and_then(|content_type: Option<String>, body: Bytes| async move {
+            let is_json = content_type.as_deref().is_some_and(|value| {
+                value
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            });
+            if !is_json {
+                return Err(warp::reject::custom(ApiError::unsupported_media_type(
+                    "send the body as JSON, with Content-Type: application/json",
+                )));
+            }
+            serde_json::from_slice::<T>(&body).map_err(|error| {
+                warp::reject::custom(ApiError::bad_request(format!(
+                    "the body is not valid JSON for this endpoint: {error}"
+                )))
+            })
+        })
+}
+
+/// Checks a required text field's presence and length in characters.
+pub fn text_field(
+    field: &'static str,
+    value: Option<String>,
+    min: usize,
+    max: usize,
+) -> Result<String, ApiError> {
+    let value = value.ok_or_else(|| ApiError::invalid(field, format!("{field} is required")))?;
+    let length = value.chars().count();
+    if length < min || value.trim().is_empty() {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if length > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be at most {max} characters (got {length})"),
+        ));
+    }
+    Ok(value)
+}
+
+/// An id given by the client (path or body): ids are short, printable text.
+pub fn id_field(field: &'static str, value: Option<String>) -> Result<String, ApiError> {
+    let value = value.ok_or_else(|| ApiError::invalid(field, format!("{field} is required")))?;
+    if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} is not a valid id"),
+        ));
+    }
+    Ok(value)
+}
+
+/// A JSON reply with a status.
+pub fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+/// `OPTIONS` for any path: a CORS preflight from a configured origin gets
+/// its allowances (added by `with_cors`), anyone else an empty 204.
+fn preflight() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::options()
+        .map(|| warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+fn with_cors(origins: &[String], origin: Option<&str>, mut response: Response) -> Response {
+    let Some(origin) = origin.filter(|origin| origins.iter().any(|o| o == origin)) else {
+        return response;
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert("access-control-allow-origin", value);
+        headers.insert(
+            "access-control-allow-credentials",
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+        );
+        headers.insert(
+            "access-control-allow-headers",
+            HeaderValue::from_static("Content-Type, Authorization, Last-Event-ID"),
+        );
+        headers.insert("vary", HeaderValue::from_static("Origin"));
+    }
+    response
+}

@@ -1,0 +1,214 @@
+//! Threads: the newest-first list, one thread with its comments, creating
+//! and deleting.
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::error::{respond, ApiError};
+use super::{json_body, json_reply, text_field};
+use crate::auth::{self, Viewer};
+use crate::db::threads::{self, Cursor};
+use crate::db::{comments, outbox, DbError, Json, Removal};
+use crate::State;
+
+const DEFAULT_PAGE: usize = 20;
+const MAX_PAGE: usize = 100;
+pub const MAX_TITLE: usize = 200;
+pub const MAX_CONTENT: usize = 20_000;
+
+pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    list(state.clone())
+        .or(get(state.clone()))
+        .unify()
+        .or(create(state.clone()))
+        .unify()
+        .or(delete(state))
+        .unify()
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ThreadPage {
+    threads: Vec<Json>,
+    next_cursor: Option<String>,
+    last_event_id: i64,
+}
+
+/// GET /api/community/threads?limit=&before=
+fn list(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "community" / "threads")
+        .and(warp::get())
+        .and(warp::query::<ListQuery>())
+        .and(auth::viewer(state.clone()))
+        .then(move |query, viewer| {
+            let state = state.clone();
+            async move { respond(handle_list(state, query, viewer).await) }
+        })
+}
+
+async fn handle_list(state: State, query: ListQuery, viewer: Viewer) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let before = query.before.as_deref().map(decode_cursor).transpose()?;
+    let viewer = viewer.user.map(|u| u.id);
+    // The page and its position come from one read transaction: a client
+    // that connects with `lastEventId` misses nothing and sees nothing twice.
+    let (rows, last_event_id) = state
+        .db
+        .read(move |tx| {
+            let rows = threads::page(tx, viewer.as_deref(), limit, before.as_ref())?;
+            Ok((rows, outbox::latest(tx)?))
+        })
+        .await?;
+    let next_cursor = (rows.len() == limit)
+        .then(|| rows.last().map(|(cursor, _)| encode_cursor(cursor)))
+        .flatten();
+    let page = ThreadPage {
+        threads: rows.into_iter().map(|(_, json)| json).collect(),
+        next_cursor,
+        last_event_id,
+    };
+    Ok(json_reply(StatusCode::OK, &page))
+}
+
+fn encode_cursor(cursor: &Cursor) -> String {
+    format!("{}|{}", cursor.created_at, cursor.id)
+}
+
+fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
+    match raw.split_once('|') {
+        Some((created_at, id)) if !created_at.is_empty() && !id.is_empty() => Ok(Cursor {
+            created_at: created_at.to_string(),
+            id: id.to_string(),
+        }),
+        _ => Err(ApiError::bad_request(
+            "before must be a nextCursor value from an earlier page",
+        )),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ThreadWithComments {
+    thread: Json,
+    comments: Vec<Json>,
+    last_event_id: i64,
+}
+
+/// GET /api/community/threads/:id
+fn get(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "community" / "threads" / String)
+        .and(warp::get())
+        .and(auth::viewer(state.clone()))
+        .then(move |id, viewer| {
+            let state = state.clone();
+            async move { respond(handle_get(state, id, viewer).await) }
+        })
+}
+
+async fn handle_get(state: State, id: String, viewer: Viewer) -> Result<Response, ApiError> {
+    let viewer = viewer.user.map(|u| u.id);
+    let found = state
+        .db
+        .read(move |tx| {
+            let Some(thread) = threads::get(tx, &id, viewer.as_deref())? else {
+                return Ok(None);
+            };
+            let comments = comments::for_thread(tx, &id, viewer.as_deref())?;
+            Ok(Some((thread, comments, outbox::latest(tx)?)))
+        })
+        .await?;
+    let (thread, comments, last_event_id) =
+        found.ok_or_else(|| ApiError::not_found("no such thread"))?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &ThreadWithComments {
+            thread,
+            comments,
+            last_event_id,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct NewThread {
+    title: Option<String>,
+    content: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Created {
+    thread: Json,
+}
+
+/// POST /api/community/threads
+fn create(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "community" / "threads")
+        .and(warp::post())
+        .and(auth::author(state.clone()))
+        .and(json_body())
+        .then(move |author, body| {
+            let state = state.clone();
+            async move { respond(handle_create(state, author, body).await) }
+        })
+}
+
+async fn handle_create(
+    state: State,
+    author: Viewer,
+    body: NewThread,
+) -> Result<Response, ApiError> {
+    let title = text_field("title", body.title, 1, MAX_TITLE)?;
+    let content = text_field("content", body.content, 1, MAX_CONTENT)?;
+    let author_id = author.id().unwrap_or_default().to_string();
+    let id = uuid::Uuid::now_v7().to_string();
+    let thread = state
+        .db
+        .write(move |tx| threads::insert(tx, &id, &author_id, &title, &content))
+        .await?;
+    Ok(json_reply(StatusCode::CREATED, &Created { thread }))
+}
+
+/// DELETE /api/community/threads/:id
+fn delete(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "community" / "threads" / String)
+        .and(warp::delete())
+        .and(auth::author(state.clone()))
+        .then(move |id: String, author: Viewer| {
+            let state = state.clone();
+            async move {
+                let user = author.id().unwrap_or_default().to_string();
+                let outcome = state
+                    .db
+                    .write(move |tx| threads::delete(tx, &id, &user))
+                    .await;
+                respond(removal(outcome, "thread"))
+            }
+        })
+}
+
+/// The reply to a delete of something only its author may delete.
+pub fn removal(outcome: Result<Removal, DbError>, what: &str) -> Result<Response, ApiError> {
+    match outcome? {
+        Removal::Removed => {
+            Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+        }
+        Removal::Missing => Err(ApiError::not_found(format!("no such {what}"))),
+        Removal::NotYours => Err(ApiError::forbidden(format!(
+            "only its author may delete this {what}"
+        ))),
+    }
+}

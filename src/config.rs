@@ -1,0 +1,128 @@
+//! Settings: the command-line flags (each with an `STOA_` environment
+//! fallback and a default shown in `--help`) and the validated [`Config`]
+//! the rest of the server is built from.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Raw flags as typed by an operator.
+#[derive(Debug, Parser)]
+#[command(
+    name = "stoa",
+    version,
+    about = "A community forum in one binary, live over Server-Sent Events"
+)]
+pub struct Flags {
+    /// Address to listen on.
+    #[arg(long, env = "STOA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// SQLite database file (created with the schema on first start).
+    #[arg(long, env = "STOA_DB", default_value = "stoa.db")]
+    pub db: PathBuf,
+
+    /// How often each open stream gets a `ping` message.
+    #[arg(long, env = "STOA_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// How often the outbox is polled for rows written by other processes
+    /// (writes through this server are picked up at once).
+    #[arg(long, env = "STOA_POLL_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+
+    /// An origin allowed to call the API from another site (CORS); repeatable.
+    /// None by default: only the page served by stoa itself.
+    #[arg(long = "cors-origin", env = "STOA_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Keep outbox events (what reconnecting clients replay) this long.
+    #[arg(long, env = "STOA_RETENTION", default_value = "7days", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
+    /// Most open event streams, in all.
+    #[arg(long, env = "STOA_MAX_STREAMS", default_value_t = 15_000)]
+    pub max_streams: usize,
+
+    /// Most open event streams from one client address.
+    #[arg(long, env = "STOA_MAX_STREAMS_PER_IP", default_value_t = 256)]
+    pub max_streams_per_ip: usize,
+
+    /// Log level or filter (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, env = "STOA_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Load sample users, threads and comments (fixtures/demo.json) on start.
+    #[arg(long, env = "STOA_DEMO")]
+    pub demo: bool,
+
+    /// A fixture file of users, threads and comments to load on start.
+    #[arg(value_name = "FIXTURE")]
+    pub fixture: Option<PathBuf>,
+}
+
+/// Validated settings. Tests build one with [`Config::for_db`] and adjust it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub ping_interval: Duration,
+    pub poll_interval: Duration,
+    pub cors_origins: Vec<String>,
+    pub retention: Duration,
+    pub max_streams: usize,
+    pub max_streams_per_ip: usize,
+}
+
+impl Config {
+    /// Defaults for a database file, listening on an ephemeral loopback port.
+    pub fn for_db(db: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            db: db.into(),
+            ping_interval: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(100),
+            cors_origins: Vec::new(),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_streams: 15_000,
+            max_streams_per_ip: 256,
+        }
+    }
+}
+
+impl TryFrom<&Flags> for Config {
+    type Error = String;
+
+    fn try_from(flags: &Flags) -> Result<Config, String> {
+        if flags.ping_interval < Duration::from_millis(10) {
+            return Err("--ping-interval must be at least 10ms".into());
+        }
+        if flags.poll_interval < Duration::from_millis(1) {
+            return Err("--poll-interval must be at least 1ms".into());
+        }
+        if flags.max_streams == 0 || flags.max_streams_per_ip == 0 {
+            return Err("--max-streams and --max-streams-per-ip must be at least 1".into());
+        }
+        for origin in &flags.cors_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(format!(
+                    "--cors-origin {origin:?} must look like https://example.com (scheme and host, no path)"
+                ));
+            }
+        }
+        Ok(Config {
+            listen: flags.listen,
+            db: flags.db.clone(),
+            ping_interval: flags.ping_interval,
+            poll_interval: flags.poll_interval,
+            cors_origins: flags.cors_origins.clone(),
+            retention: flags.retention,
+            max_streams: flags.max_streams,
+            max_streams_per_ip: flags.max_streams_per_ip,
+        })
+    }
+}

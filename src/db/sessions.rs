@@ -1,0 +1,65 @@
+//! The `sessions` table: one row per signed-in browser or token, keyed by the
+//! SHA-256 of the token so the table itself grants nothing.
+
+use tokio_rusqlite::rusqlite::{params, Connection, OptionalExtension};
+
+use super::users::User;
+use super::DbResult;
+
+pub fn insert(
+    conn: &Connection,
+    token_hash: &str,
+    user_id: &str,
+    expires_at: &str,
+) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+        params![token_hash, user_id, expires_at],
+    )?;
+    Ok(())
+}
+
+/// The user a live (unexpired) session belongs to.
+pub fn user_for(conn: &Connection, token_hash: &str, now: &str) -> DbResult<Option<User>> {
+    Ok(conn
+        .query_row(
+            "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+            params![token_hash, now],
+            |row| {
+                Ok(User {
+                    id: row.get(0)?,
+                    username: row.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub fn delete(conn: &Connection, token_hash: &str) -> DbResult<()> {
+    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{test_connection, users};
+
+    #[test]
+    fn an_expired_or_deleted_session_signs_nobody_in() {
+        let conn = test_connection();
+        let user = User {
+            id: "u1".into(),
+            username: "alice".into(),
+        };
+        users::insert(&conn, &user, "hash").unwrap();
+        insert(&conn, "live", "u1", "2030-01-01T00:00:00Z").unwrap();
+        insert(&conn, "old", "u1", "2020-01-01T00:00:00Z").unwrap();
+        let now = "2026-01-01T00:00:00Z";
+        assert_eq!(user_for(&conn, "live", now).unwrap(), Some(user));
+        assert_eq!(user_for(&conn, "old", now).unwrap(), None);
+        delete(&conn, "live").unwrap();
+        assert_eq!(user_for(&conn, "live", now).unwrap(), None);
+    }
+}

@@ -1,0 +1,67 @@
+//! The `users` table.
+
+use serde::Serialize;
+use tokio_rusqlite::rusqlite::{params, Connection, OptionalExtension};
+
+use super::DbResult;
+
+/// A user as every API response shows one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+}
+
+/// Adds a user; a taken username (in any letter case) is a `Conflict`.
+pub fn insert(conn: &Connection, user: &User, password_hash: &str) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO users (id, username, password_hash) VALUES (?1, ?2, ?3)",
+        params![user.id, user.username, password_hash],
+    )?;
+    Ok(())
+}
+
+/// The user and their password hash, for signing in.
+pub fn by_username(conn: &Connection, username: &str) -> DbResult<Option<(User, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, username, password_hash FROM users WHERE username = ?1",
+            [username],
+            |row| {
+                Ok((
+                    User {
+                        id: row.get(0)?,
+                        username: row.get(1)?,
+                    },
+                    row.get(2)?,
+                ))
+            },
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{test_connection, DbError};
+
+    #[test]
+    fn usernames_are_unique_whatever_their_case() {
+        let conn = test_connection();
+        let alice = User {
+            id: "u1".into(),
+            username: "alice".into(),
+        };
+        insert(&conn, &alice, "hash").unwrap();
+        let shouting = User {
+            id: "u2".into(),
+            username: "ALICE".into(),
+        };
+        assert!(matches!(
+            insert(&conn, &shouting, "hash"),
+            Err(DbError::Conflict)
+        ));
+        let (found, hash) = by_username(&conn, "Alice").unwrap().unwrap();
+        assert_eq!((found, hash.as_str()), (alice, "hash"));
+    }
+}

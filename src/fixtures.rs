@@ -1,0 +1,140 @@
+//! Sample data: users, threads, comments and likes from a JSON file, so a
+//! first look at a new forum is not an empty page. Loaded through the same
+//! queries as the API, so every row produces its event.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::db::likes::{self, Target};
+use crate::db::users::{self, User};
+use crate::db::{comments, threads, Db};
+use crate::{auth, StartError};
+
+/// The demo data set, built into the binary for `stoa --demo`.
+pub const DEMO: &str = include_str!("../fixtures/demo.json");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSet {
+    pub users: Vec<SampleUser>,
+    pub threads: Vec<SampleThread>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleUser {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleThread {
+    pub author: String,
+    pub title: String,
+    pub content: String,
+    #[serde(default)]
+    pub comments: Vec<SampleComment>,
+    #[serde(default)]
+    pub likes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleComment {
+    pub author: String,
+    pub content: String,
+}
+
+pub fn read(path: &Path) -> Result<DataSet, StartError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+pub fn parse(text: &str) -> Result<DataSet, StartError> {
+    Ok(serde_json::from_str(text)?)
+}
+
+/// Loads a data set into a forum that has no threads yet; does nothing to
+/// one that has (so restarting with `--demo` adds nothing twice). Returns
+/// whether it loaded.
+pub async fn load(db: &Db, data: DataSet) -> Result<bool, StartError> {
+    let hashes: Vec<String> = data
+        .users
+        .iter()
+        .map(|u| auth::hash_password(&u.password))
+        .collect();
+    let loaded = db
+        .write(move |tx| {
+            let existing: i64 = threads::count(tx)?;
+            if existing > 0 {
+                return Ok(false);
+            }
+            let mut ids = std::collections::HashMap::new();
+            for (sample, hash) in data.users.iter().zip(&hashes) {
+                let id = match users::by_username(tx, &sample.username)? {
+                    Some((user, _)) => user.id,
+                    None => {
+                        let user = User {
+                            id: uuid::Uuid::now_v7().to_string(),
+                            username: sample.username.clone(),
+                        };
+                        users::insert(tx, &user, hash)?;
+                        user.id
+                    }
+                };
+                ids.insert(sample.username.clone(), id);
+            }
+            let id_of = |name: &str| {
+                ids.get(name).cloned().ok_or_else(|| {
+                    crate::db::DbError::Other(format!("fixture names unknown user {name:?}"))
+                })
+            };
+            for sample in &data.threads {
+                let thread_id = uuid::Uuid::now_v7().to_string();
+                threads::insert(
+                    tx,
+                    &thread_id,
+                    &id_of(&sample.author)?,
+                    &sample.title,
+                    &sample.content,
+                )?;
+                for comment in &sample.comments {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    comments::insert(
+                        tx,
+                        &id,
+                        &thread_id,
+                        &id_of(&comment.author)?,
+                        &comment.content,
+                    )?;
+                }
+                for liker in &sample.likes {
+                    likes::set(tx, &id_of(liker)?, &Target::Thread(thread_id.clone()), true)?;
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_data_set_parses_and_names_only_its_own_users() {
+        let demo = parse(DEMO).unwrap();
+        let names: Vec<_> = demo.users.iter().map(|u| u.username.as_str()).collect();
+        for thread in &demo.threads {
+            assert!(names.contains(&thread.author.as_str()));
+            for comment in &thread.comments {
+                assert!(names.contains(&comment.author.as_str()));
+            }
+        }
+        assert!(demo.threads.len() >= 3);
+    }
+}

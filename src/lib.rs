@@ -1,0 +1,205 @@
+//! stoa: a community forum in one binary, where every new thread, comment
+//! and like reaches everyone with the page open, live, over Server-Sent
+//! Events, and a browser that lost its connection is replayed exactly what
+//! it missed.
+//!
+//! # Layout
+//!
+//! The modules follow the data's path:
+//!
+//! - `api`: HTTP request → validation → a call into `db` (one file per resource).
+//! - `auth`: passwords, sessions and the current-user filters the API uses.
+//! - `db`: SQLite; every write's trigger (in `schema.sql`) appends the
+//!   change to the `outbox` table in the same transaction.
+//! - `outbox`: the tailer, reading new outbox rows in id order.
+//! - `hub`: the in-memory tail of the outbox that streams read, and the
+//!   count of open streams.
+//! - `sse`: one stream: replay, live events, pings, resync, framing.
+//! - `web`: the embedded page and its client library.
+//! - `config`, `metrics`, `fixtures`: settings, counters, sample data.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod fixtures;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod sse;
+pub mod web;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{Config, Flags};
+use db::Db;
+use hub::Hub;
+use metrics::Metrics;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct State {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl State {
+    pub fn streams(&self) -> sse::Streams {
+        sse::Streams {
+            hub: self.hub.clone(),
+            db: self.db.clone(),
+            metrics: self.metrics.clone(),
+            ping_interval: self.config.ping_interval,
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+/// A built server: database open, port bound, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    state: State,
+    shutdown: watch::Sender<bool>,
+}
+
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+impl App {
+    /// Opens the database (creating it with the schema) and binds the port.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let db = Db::open(&config.db).await?;
+        let position = db.read(|tx| db::outbox::latest(tx)).await?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let hub = Arc::new(Hub::new(
+            position,
+            config.max_streams,
+            config.max_streams_per_ip,
+        ));
+        Ok(App {
+            listener,
+            state: State {
+                config: Arc::new(config),
+                db,
+                hub,
+                metrics: Arc::new(Metrics::default()),
+                shutdown: shutdown_rx,
+            },
+            shutdown,
+        })
+    }
+
+    /// The address actually bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    /// Serves until `signal` completes, then stops accepting, ends every
+    /// stream (clients resume elsewhere by their last id), lets in-flight
+    /// requests finish, and checkpoints the WAL.
+    pub async fn run(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let App {
+            listener,
+            state,
+            shutdown,
+        } = self;
+        let background = [
+            tokio::spawn(outbox::tail(
+                state.db.tail_reader().await?,
+                state.hub.clone(),
+                state.metrics.clone(),
+                state.db.written(),
+                state.config.poll_interval,
+                state.shutdown.clone(),
+            )),
+            tokio::spawn(announce_presence(state.hub.clone(), state.shutdown.clone())),
+            tokio::spawn(prune_outbox(
+                state.db.clone(),
+                state.config.retention,
+                state.shutdown.clone(),
+            )),
+        ];
+        let db = state.db.clone();
+        let routes = api::routes(state);
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move {
+                signal.await;
+                tracing::info!("shutting down: closing streams, finishing requests");
+                let _ = shutdown.send(true);
+            })
+            .run()
+            .await;
+        for task in background {
+            let _ = task.await;
+        }
+        db.checkpoint().await?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn announce_presence(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(PRESENCE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => hub.announce_presence(),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Deletes outbox events older than `retention`, a small batch per write
+/// so no writer waits long. Ids are never reused (AUTOINCREMENT); a client
+/// resuming from a pruned position is told to resync.
+async fn prune_outbox(db: Db, retention: Duration, mut shutdown: watch::Receiver<bool>) {
+    const BATCH: usize = 1000;
+    let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Ok(age) = chrono::Duration::from_std(retention) else {
+            return;
+        };
+        let cutoff = auth::timestamp(chrono::Utc::now() - age);
+        loop {
+            let cutoff = cutoff.clone();
+            match db
+                .write(move |tx| db::outbox::prune(tx, &cutoff, BATCH))
+                .await
+            {
+                Ok(n) if n == BATCH => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "pruning the outbox failed");
+                    break;
+                }
+            }
+        }
+    }
+}

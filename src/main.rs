@@ -1,0 +1,63 @@
+//! The `stoa` binary: flags, logging, start-up, and shutdown on SIGTERM or
+//! Ctrl-C. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use stoa::{fixtures, App, Config, Flags};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let flags = Flags::parse();
+    // A client closing its tab mid-stream is routine, not a server error.
+    let directives = format!("{},warp::server=off", flags.log_level);
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,warp::server=off"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let config = match Config::try_from(&flags) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("stoa: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(&flags, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("stoa: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(flags: &Flags, config: Config) -> Result<(), stoa::StartError> {
+    let app = App::build(config).await?;
+    let data = match (&flags.fixture, flags.demo) {
+        (Some(path), _) => Some(fixtures::read(path)?),
+        (None, true) => Some(fixtures::parse(fixtures::DEMO)?),
+        (None, false) => None,
+    };
+    if let Some(data) = data {
+        if fixtures::load(app.db(), data).await? {
+            tracing::info!("loaded sample data");
+        }
+    }
+    tracing::info!(db = %flags.db.display(), "stoa listening on http://{}", app.local_addr());
+    app.run(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,49 @@
+//! The tailer: the one task that reads new outbox rows, in id order, and
+//! hands them to the hub.
+//!
+//! It wakes at once after a write made through this server (the `written`
+//! signal from `Db::write`) and otherwise every poll interval, so rows
+//! written by another process (a second stoa, the sqlite3 shell, a script)
+//! go out too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use crate::db::TailReader;
+use crate::hub::{Event, Hub};
+use crate::metrics::Metrics;
+
+const BATCH: usize = 1024;
+
+pub async fn tail(
+    mut reader: TailReader,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    written: Arc<Notify>,
+    poll_interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut cursor = hub.latest();
+    loop {
+        match reader.new_rows(cursor, BATCH).await {
+            Ok(rows) if !rows.is_empty() => {
+                let full = rows.len() == BATCH;
+                cursor = rows.last().map_or(cursor, |row| row.id);
+                metrics.events_published.add(rows.len() as u64);
+                hub.publish(rows.into_iter().map(Event::from_row).collect());
+                if full {
+                    continue;
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "reading the outbox failed; retrying"),
+        }
+        tokio::select! {
+            _ = written.notified() => {}
+            _ = tokio::time::sleep(poll_interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

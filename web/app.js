@@ -1,0 +1,826 @@
+// The community page: loads a snapshot of the threads, then follows the live
+// stream from the snapshot's position (sse-client.js), applying each event in
+// place. User text is only ever set with textContent.
+
+import { SSEClient, createDeduper } from './sse-client.js';
+
+const PAGE_SIZE = 20;
+const TOAST_MS = 5000;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  me: null, // {id, username}
+  threads: new Map(), // id -> thread
+  order: [], // thread ids, newest first
+  cards: new Map(), // id -> {root, refs...}
+  open: new Map(), // id -> {comments: Map, loading, pending: [], version}
+  versions: new Map(), // thread id -> id of the last event applied to its counts
+  nextCursor: null,
+  dedupe: createDeduper(null),
+  client: null,
+};
+
+// ---------------------------------------------------------------- helpers
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `Request failed (${status})`);
+    this.status = status;
+    this.code = e.code || String(status);
+    this.field = e.field || null;
+  }
+}
+
+async function api(method, path, body) {
+  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, { error: { code: 'network', message: 'Cannot reach the server. Check your connection.' } });
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    /* no body */
+  }
+  if (!res.ok) {
+    const err = new ApiError(res.status, data);
+    if (res.status === 429) {
+      const after = res.headers.get('Retry-After');
+      if (after && !err.message.includes('again')) err.message += ` Try again in ${after}s.`;
+    }
+    throw err;
+  }
+  return data;
+}
+
+/** Builds an element. Children that are strings become text nodes. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function relTime(iso) {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return '';
+  const s = Math.round((Date.now() - t) / 1000);
+  if (s < 45) return 'just now';
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m}m ago`;
+  const hr = Math.round(m / 60);
+  if (hr < 24) return `${hr}h ago`;
+  const d = Math.round(hr / 24);
+  if (d < 7) return `${d}d ago`;
+  return new Date(t).toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+}
+
+function timeEl(iso) {
+  const d = new Date(iso);
+  return h('time', {
+    datetime: iso,
+    title: Number.isNaN(d.getTime()) ? '' : d.toLocaleString(),
+    text: relTime(iso),
+  });
+}
+
+function avatar(user) {
+  const name = (user && user.username) || '?';
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  const el = h('span', { class: 'avatar', 'aria-hidden': 'true', text: name.slice(0, 1).toUpperCase() });
+  el.style.setProperty('--hue', String(hash % 360));
+  return el;
+}
+
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+// ---------------------------------------------------------------- toasts
+
+function toast(title, body, kind = 'info') {
+  const el = h(
+    'div',
+    { class: `toast toast-${kind}`, 'data-testid': 'toast' },
+    h('strong', { class: 'toast-title', text: title }),
+    body ? h('span', { class: 'toast-body', text: body }) : null,
+  );
+  const close = () => {
+    el.classList.add('toast-leaving');
+    setTimeout(() => el.remove(), 200);
+  };
+  el.append(h('button', { type: 'button', class: 'toast-close', 'aria-label': 'Dismiss', onclick: close, text: '×' }));
+  const region = $('toasts');
+  region.append(el);
+  while (region.children.length > 4) region.firstElementChild.remove();
+  setTimeout(close, TOAST_MS);
+}
+
+// ---------------------------------------------------------------- forms
+
+function clearErrors(form) {
+  for (const p of form.querySelectorAll('.field-error')) {
+    p.hidden = true;
+    p.textContent = '';
+  }
+  for (const i of form.querySelectorAll('[aria-invalid]')) i.removeAttribute('aria-invalid');
+}
+
+function showError(form, field, message) {
+  if (field && !/^[A-Za-z0-9_-]+$/.test(field)) field = null;
+  let p = field && form.querySelector(`.field-error[data-field="${field}"]`);
+  if (!p) p = form.querySelector('.field-error[data-field="form"]');
+  p.textContent = message;
+  p.hidden = false;
+  const input = field && form.querySelector(`[name="${field}"]`);
+  if (input) {
+    input.setAttribute('aria-invalid', 'true');
+    input.focus();
+  }
+}
+
+/** Shows an API error next to the field it concerns; `fieldFor` maps status → field. */
+function showApiError(form, err, fieldFor = {}) {
+  if (err.status === 401 && !fieldFor[401] && state.me) {
+    setMe(null);
+    showError(form, null, 'Your session has ended. Please sign in again.');
+    return;
+  }
+  const field = err.field || fieldFor[err.status] || null;
+  showError(form, field, err.message);
+}
+
+async function busy(button, fn) {
+  button.disabled = true;
+  try {
+    return await fn();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- auth
+
+function setMe(user) {
+  const changed = (state.me && state.me.id) !== (user && user.id);
+  state.me = user;
+  $('signed-in').hidden = !user;
+  $('auth-card').hidden = !!user;
+  $('composer').hidden = !user;
+  if (user) {
+    $('me-name').textContent = user.username;
+    const av = avatar(user);
+    $('me-avatar').replaceWith(Object.assign(av, { id: 'me-avatar' }));
+  }
+  for (const id of state.order) updateCard(id);
+  for (const [id] of state.open) renderComments(id);
+  return changed;
+}
+
+async function onAuthChanged() {
+  // likedByMe and private notifications depend on who is signed in.
+  await reloadSnapshot();
+  state.client?.restart();
+}
+
+function setupAuth() {
+  const form = $('auth-form');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const mode = (ev.submitter && ev.submitter.value) || 'signin';
+    const button = ev.submitter || form.querySelector('[data-testid="signin"]');
+    clearErrors(form);
+    const username = form.username.value.trim();
+    const password = form.password.value;
+    if (!username) return showError(form, 'username', 'Enter a username.');
+    if (!password) return showError(form, 'password', 'Enter a password.');
+    await busy(button, async () => {
+      try {
+        const path = mode === 'signup' ? '/api/auth/register' : '/api/auth/login';
+        const res = await api('POST', path, { username, password });
+        form.reset();
+        setMe(res.user);
+        toast(mode === 'signup' ? `Welcome, ${res.user.username}!` : `Signed in as ${res.user.username}`, '', 'success');
+        await onAuthChanged();
+      } catch (err) {
+        showApiError(form, err, { 409: 'username', 401: mode === 'signin' ? 'form' : null });
+      }
+    });
+  });
+  $('signout').addEventListener('click', async (ev) => {
+    await busy(ev.currentTarget, async () => {
+      try {
+        await api('POST', '/api/auth/logout');
+      } catch (err) {
+        if (err.status !== 401) return toast('Could not sign out', err.message, 'error');
+      }
+      setMe(null);
+      await onAuthChanged();
+    });
+  });
+}
+
+// ---------------------------------------------------------------- threads
+
+function renderEmpty() {
+  $('threads-empty').hidden = state.order.length > 0;
+  $('load-more').hidden = !state.nextCursor;
+}
+
+function buildCard(thread) {
+  const id = thread.id;
+  const likeCount = h('span', { class: 'count', 'data-testid': 'thread-like-count' });
+  const likeBtn = h(
+    'button',
+    { type: 'button', class: 'action like', 'data-testid': 'like-thread', onclick: () => toggleThreadLike(id) },
+    h('span', { class: 'icon', 'aria-hidden': 'true', text: '♥' }),
+    likeCount,
+  );
+  const commentCount = h('span', { class: 'count', 'data-testid': 'thread-comment-count' });
+  const commentBtn = h(
+    'button',
+    { type: 'button', class: 'action', 'aria-expanded': 'false', onclick: () => toggleOpen(id) },
+    h('span', { class: 'icon', 'aria-hidden': 'true', text: '💬' }),
+    commentCount,
+  );
+  const deleteBtn = h('button', {
+    type: 'button',
+    class: 'action action-danger',
+    'data-testid': 'delete-thread',
+    onclick: () => deleteThread(id),
+    text: 'Delete',
+  });
+  const titleBtn = h('button', {
+    type: 'button',
+    class: 'thread-title-btn',
+    'data-testid': 'thread-title',
+    onclick: () => toggleOpen(id),
+  });
+  const content = h('p', { class: 'thread-content' });
+  const body = h('div', { class: 'thread-comments', hidden: true });
+  const root = h(
+    'li',
+    { class: 'card thread', 'data-testid': 'thread', 'data-thread-id': id },
+    h(
+      'div',
+      { class: 'thread-meta' },
+      avatar(thread.author),
+      h('span', { class: 'author', text: (thread.author && thread.author.username) || 'unknown' }),
+      h('span', { class: 'dot-sep', 'aria-hidden': 'true', text: '·' }),
+      timeEl(thread.createdAt),
+    ),
+    h('h3', { class: 'thread-title' }, titleBtn),
+    content,
+    h('div', { class: 'thread-actions' }, likeBtn, commentBtn, h('span', { class: 'spacer' }), deleteBtn),
+    body,
+  );
+  const card = { root, likeBtn, likeCount, commentBtn, commentCount, deleteBtn, titleBtn, content, body };
+  state.cards.set(id, card);
+  return card;
+}
+
+function updateCard(id) {
+  const t = state.threads.get(id);
+  const card = state.cards.get(id);
+  if (!t || !card) return;
+  card.titleBtn.textContent = t.title;
+  card.content.textContent = t.content;
+  card.likeCount.textContent = String(t.likeCount ?? 0);
+  card.likeBtn.setAttribute('aria-pressed', t.likedByMe ? 'true' : 'false');
+  card.likeBtn.setAttribute('aria-label', `${t.likedByMe ? 'Unlike' : 'Like'} (${plural(t.likeCount ?? 0, 'like', 'likes')})`);
+  card.likeBtn.classList.toggle('liked', !!t.likedByMe);
+  card.commentCount.textContent = String(t.commentCount ?? 0);
+  card.commentBtn.setAttribute('aria-label', `${plural(t.commentCount ?? 0, 'comment', 'comments')}; show`);
+  card.deleteBtn.hidden = !(state.me && t.author && t.author.id === state.me.id);
+}
+
+function insertThread(thread, { atTop, version = null }) {
+  if (state.threads.has(thread.id)) return false;
+  state.threads.set(thread.id, { ...thread });
+  if (version !== null) state.versions.set(thread.id, version);
+  const card = buildCard(thread);
+  const list = $('thread-list');
+  if (atTop) {
+    state.order.unshift(thread.id);
+    list.prepend(card.root);
+    card.root.classList.add('thread-new');
+    setTimeout(() => card.root.classList.remove('thread-new'), 1500);
+  } else {
+    state.order.push(thread.id);
+    list.append(card.root);
+  }
+  updateCard(thread.id);
+  renderEmpty();
+  return true;
+}
+
+function removeThread(id) {
+  const card = state.cards.get(id);
+  if (card) card.root.remove();
+  state.cards.delete(id);
+  state.threads.delete(id);
+  state.open.delete(id);
+  state.versions.delete(id);
+  state.order = state.order.filter((x) => x !== id);
+  renderEmpty();
+}
+
+function clearThreads() {
+  $('thread-list').replaceChildren();
+  state.threads.clear();
+  state.cards.clear();
+  state.open.clear();
+  state.versions.clear();
+  state.order = [];
+}
+
+/** Applies counts from an event (or a fetch at position `version`) unless newer ones are already shown. */
+function patchThread(id, patch, version = null) {
+  const t = state.threads.get(id);
+  if (!t) return;
+  const seen = state.versions.get(id);
+  if (version !== null && seen !== undefined && version < seen) return;
+  Object.assign(t, patch);
+  if (version !== null) state.versions.set(id, version);
+  updateCard(id);
+}
+
+async function loadThreads(before) {
+  const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (before) q.set('before', before);
+  return api('GET', `/api/community/threads?${q}`);
+}
+
+async function reloadSnapshot() {
+  const list = $('thread-list');
+  list.setAttribute('aria-busy', 'true');
+  try {
+    const res = await loadThreads();
+    const reopen = [...state.open.keys()];
+    clearThreads();
+    for (const t of res.threads) insertThread(t, { atTop: false, version: res.lastEventId });
+    state.nextCursor = res.nextCursor;
+    state.dedupe.reset(res.lastEventId);
+    $('threads-error').hidden = true;
+    renderEmpty();
+    for (const id of reopen) if (state.threads.has(id)) toggleOpen(id);
+    return res.lastEventId;
+  } catch (err) {
+    const banner = $('threads-error');
+    banner.textContent = `Could not load threads: ${err.message}`;
+    banner.hidden = false;
+    throw err;
+  } finally {
+    list.setAttribute('aria-busy', 'false');
+  }
+}
+
+async function loadMore(ev) {
+  if (!state.nextCursor) return;
+  await busy(ev.currentTarget, async () => {
+    try {
+      const res = await loadThreads(state.nextCursor);
+      for (const t of res.threads) insertThread(t, { atTop: false, version: res.lastEventId });
+      state.nextCursor = res.nextCursor;
+      renderEmpty();
+    } catch (err) {
+      toast('Could not load more threads', err.message, 'error');
+    }
+  });
+}
+
+function requireSignIn() {
+  if (state.me) return true;
+  toast('Sign in first', 'Sign in or sign up to post, comment and like.', 'info');
+  $('auth-card').hidden = false;
+  $('auth-username').focus();
+  return false;
+}
+
+async function toggleThreadLike(id) {
+  if (!requireSignIn()) return;
+  const t = state.threads.get(id);
+  const card = state.cards.get(id);
+  if (!t || !card) return;
+  await busy(card.likeBtn, async () => {
+    try {
+      const res = await api(t.likedByMe ? 'DELETE' : 'POST', '/api/community/like', { threadId: id });
+      patchThread(id, { likedByMe: res.liked, likeCount: res.likeCount });
+    } catch (err) {
+      if (err.status === 401) setMe(null);
+      toast('Could not update like', err.message, 'error');
+    }
+  });
+}
+
+async function deleteThread(id) {
+  const t = state.threads.get(id);
+  if (!t || !window.confirm(`Delete “${t.title}”? This cannot be undone.`)) return;
+  try {
+    await api('DELETE', `/api/community/threads/${encodeURIComponent(id)}`);
+    removeThread(id);
+  } catch (err) {
+    if (err.status === 404) removeThread(id);
+    else toast('Could not delete the thread', err.message, 'error');
+  }
+}
+
+function setupComposer() {
+  const form = $('thread-form');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    const title = form.title.value;
+    const content = form.content.value;
+    if (!title.trim()) return showError(form, 'title', 'Give your thread a title.');
+    if (!content.trim()) return showError(form, 'content', 'Write something first.');
+    await busy(form.querySelector('[type="submit"]'), async () => {
+      try {
+        const res = await api('POST', '/api/community/threads', { title, content });
+        form.reset();
+        insertThread(res.thread, { atTop: true });
+      } catch (err) {
+        showApiError(form, err);
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------- comments
+
+async function toggleOpen(id) {
+  const card = state.cards.get(id);
+  if (!card) return;
+  if (state.open.has(id)) {
+    state.open.delete(id);
+    card.body.hidden = true;
+    card.body.replaceChildren();
+    card.commentBtn.setAttribute('aria-expanded', 'false');
+    card.root.classList.remove('open');
+    return;
+  }
+  const view = { comments: new Map(), loading: true, pending: [], error: null };
+  state.open.set(id, view);
+  card.body.hidden = false;
+  card.commentBtn.setAttribute('aria-expanded', 'true');
+  card.root.classList.add('open');
+  renderComments(id);
+  try {
+    const res = await api('GET', `/api/community/threads/${encodeURIComponent(id)}`);
+    if (state.open.get(id) !== view) return; // closed meanwhile
+    view.loading = false;
+    for (const c of res.comments) view.comments.set(c.id, c);
+    patchThread(id, { ...res.thread }, res.lastEventId);
+    // Events that arrived while loading and are newer than the fetch.
+    const pending = view.pending;
+    view.pending = [];
+    for (const msg of pending) if (msg.id === null || msg.id > res.lastEventId) applyCommentEvent(msg);
+    renderComments(id);
+  } catch (err) {
+    if (state.open.get(id) !== view) return;
+    view.loading = false;
+    view.error = err.status === 404 ? 'This thread was deleted.' : err.message;
+    renderComments(id);
+  }
+}
+
+function renderComments(threadId) {
+  const view = state.open.get(threadId);
+  const card = state.cards.get(threadId);
+  if (!view || !card) return;
+  const focused = document.activeElement;
+  const keepForm = card.body.querySelector('form.comment-form');
+  const list = h('ol', { class: 'comment-list' });
+  if (view.loading) list.append(h('li', { class: 'muted loading', text: 'Loading comments…' }));
+  else if (view.error) list.append(h('li', { class: 'field-error', text: view.error }));
+  else if (view.comments.size === 0) list.append(h('li', { class: 'muted', text: 'No comments yet.' }));
+  for (const c of view.comments.values()) list.append(buildComment(c));
+  const form = keepForm || buildCommentForm(threadId);
+  form.hidden = !state.me;
+  const signInNote = state.me
+    ? null
+    : h('p', { class: 'muted small' }, h('button', { type: 'button', class: 'link', onclick: requireSignIn, text: 'Sign in' }), ' to comment.');
+  card.body.replaceChildren(list, form, ...(signInNote ? [signInNote] : []));
+  if (focused && card.body.contains(focused)) focused.focus();
+}
+
+function buildComment(c) {
+  const mine = state.me && c.author && c.author.id === state.me.id;
+  const likeBtn = h(
+    'button',
+    {
+      type: 'button',
+      class: `action like${c.likedByMe ? ' liked' : ''}`,
+      'data-testid': 'like-comment',
+      'aria-pressed': c.likedByMe ? 'true' : 'false',
+      'aria-label': `${c.likedByMe ? 'Unlike' : 'Like'} comment (${plural(c.likeCount ?? 0, 'like', 'likes')})`,
+      onclick: (ev) => toggleCommentLike(c.threadId, c.id, ev.currentTarget),
+    },
+    h('span', { class: 'icon', 'aria-hidden': 'true', text: '♥' }),
+    h('span', { class: 'count', 'data-testid': 'comment-like-count', text: String(c.likeCount ?? 0) }),
+  );
+  return h(
+    'li',
+    { class: 'comment', 'data-testid': 'comment', 'data-comment-id': c.id },
+    avatar(c.author),
+    h(
+      'div',
+      { class: 'comment-main' },
+      h(
+        'div',
+        { class: 'thread-meta' },
+        h('span', { class: 'author', text: (c.author && c.author.username) || 'unknown' }),
+        h('span', { class: 'dot-sep', 'aria-hidden': 'true', text: '·' }),
+        timeEl(c.createdAt),
+      ),
+      h('p', { class: 'comment-content', text: c.content }),
+      h(
+        'div',
+        { class: 'thread-actions' },
+        likeBtn,
+        mine
+          ? h('button', {
+              type: 'button',
+              class: 'action action-danger',
+              'data-testid': 'delete-comment',
+              onclick: () => deleteComment(c.threadId, c.id),
+              text: 'Delete',
+            })
+          : null,
+      ),
+    ),
+  );
+}
+
+function buildCommentForm(threadId) {
+  const inputId = `comment-${threadId}`;
+  const form = h(
+    'form',
+    { class: 'form comment-form', novalidate: true },
+    h('label', { for: inputId, class: 'sr-only', text: 'Write a comment' }),
+    h(
+      'div',
+      { class: 'comment-row' },
+      h('textarea', {
+        id: inputId,
+        name: 'content',
+        rows: '1',
+        placeholder: 'Write a comment…',
+        'data-testid': 'comment-input',
+      }),
+      h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'comment-submit', text: 'Reply' }),
+    ),
+    h('p', { class: 'field-error', 'data-testid': 'error-content', 'data-field': 'content', hidden: true }),
+    h('p', { class: 'field-error form-error', 'data-testid': 'error-form', 'data-field': 'form', hidden: true }),
+  );
+  form.content.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) form.requestSubmit();
+  });
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    const content = form.content.value;
+    if (!content.trim()) return showError(form, 'content', 'Write something first.');
+    await busy(form.querySelector('[type="submit"]'), async () => {
+      try {
+        const res = await api('POST', '/api/community/comment', { threadId, content });
+        form.reset();
+        addComment(res.comment, null);
+        form.content.focus();
+      } catch (err) {
+        showApiError(form, err);
+      }
+    });
+  });
+  return form;
+}
+
+/** Adds a comment to an open thread; `commentCount` from an event, or null to count locally. */
+function addComment(comment, commentCount, version = null) {
+  const view = state.open.get(comment.threadId);
+  const known = view && view.comments.has(comment.id);
+  if (view && !known) view.comments.set(comment.id, comment);
+  const t = state.threads.get(comment.threadId);
+  if (t) {
+    if (commentCount !== null && commentCount !== undefined) patchThread(t.id, { commentCount }, version);
+    else if (!known) patchThread(t.id, { commentCount: (t.commentCount || 0) + 1 });
+  }
+  if (view && !known) renderComments(comment.threadId);
+  return !known;
+}
+
+async function toggleCommentLike(threadId, commentId, button) {
+  if (!requireSignIn()) return;
+  const c = state.open.get(threadId)?.comments.get(commentId);
+  if (!c) return;
+  await busy(button, async () => {
+    try {
+      const res = await api(c.likedByMe ? 'DELETE' : 'POST', '/api/community/like', { commentId });
+      c.likedByMe = res.liked;
+      c.likeCount = res.likeCount;
+      renderComments(threadId);
+    } catch (err) {
+      toast('Could not update like', err.message, 'error');
+    }
+  });
+}
+
+async function deleteComment(threadId, commentId) {
+  if (!window.confirm('Delete this comment?')) return;
+  try {
+    await api('DELETE', `/api/community/comments/${encodeURIComponent(commentId)}`);
+    removeComment(threadId, commentId, null);
+  } catch (err) {
+    if (err.status === 404) removeComment(threadId, commentId, null);
+    else toast('Could not delete the comment', err.message, 'error');
+  }
+}
+
+function removeComment(threadId, commentId, commentCount, version = null) {
+  const view = state.open.get(threadId);
+  const had = view && view.comments.delete(commentId);
+  const t = state.threads.get(threadId);
+  if (t) {
+    if (commentCount !== null && commentCount !== undefined) patchThread(threadId, { commentCount }, version);
+    else if (had) patchThread(threadId, { commentCount: Math.max(0, (t.commentCount || 1) - 1) });
+  }
+  if (had) renderComments(threadId);
+}
+
+// ---------------------------------------------------------------- live events
+
+/** Events about comments of an open thread; buffered while its comments load. */
+function applyCommentEvent(msg) {
+  const d = msg.data || {};
+  const view = state.open.get(d.threadId);
+  if (view && view.loading) {
+    // Applied once the comments arrive, if newer than the fetch; counts now.
+    view.pending.push(msg);
+    if (msg.type === 'new_comment' || msg.type === 'comment_deleted') {
+      patchThread(d.threadId, { commentCount: d.commentCount }, msg.id);
+    }
+    return msg.type === 'new_comment';
+  }
+  switch (msg.type) {
+    case 'new_comment':
+      return addComment(d.comment, d.commentCount, msg.id);
+    case 'comment_deleted':
+      return removeComment(d.threadId, d.commentId, d.commentCount, msg.id);
+    case 'comment_liked':
+    case 'comment_unliked': {
+      const c = view && view.comments.get(d.commentId);
+      if (c) {
+        c.likeCount = d.likeCount;
+        if (state.me && d.userId === state.me.id) c.likedByMe = msg.type === 'comment_liked';
+        renderComments(d.threadId);
+      }
+      return false;
+    }
+    default:
+      return false;
+  }
+}
+
+function onMessage(msg) {
+  if (!state.dedupe.accept(msg.id)) return;
+  const d = msg.data || {};
+  const me = state.me;
+  switch (msg.type) {
+    case 'connected':
+    case 'ping':
+    case 'resync':
+      return;
+    case 'presence':
+      if (typeof d.online === 'number') $('online-count').textContent = String(d.online);
+      return;
+    case 'new_thread': {
+      const added = insertThread(d, { atTop: true, version: msg.id });
+      if (added && !(me && d.author && d.author.id === me.id)) {
+        toast('New Thread!', `${d.author ? d.author.username : 'Someone'}: ${d.title}`);
+      }
+      return;
+    }
+    case 'thread_deleted':
+      removeThread(d.threadId);
+      return;
+    case 'thread_liked':
+    case 'thread_unliked': {
+      const patch = { likeCount: d.likeCount };
+      if (me && d.userId === me.id) patch.likedByMe = msg.type === 'thread_liked';
+      patchThread(d.threadId, patch, msg.id);
+      return;
+    }
+    case 'new_comment': {
+      const added = applyCommentEvent(msg);
+      const t = state.threads.get(d.threadId);
+      const mine = me && d.comment && d.comment.author && d.comment.author.id === me.id;
+      const fresh = state.open.has(d.threadId) ? added : true;
+      if (t && !mine && fresh) toast(`New comment on ${t.title}`, d.comment ? `${d.comment.author?.username ?? 'Someone'}: ${d.comment.content}` : '');
+      return;
+    }
+    case 'comment_deleted':
+    case 'comment_liked':
+    case 'comment_unliked':
+      applyCommentEvent(msg);
+      return;
+    case 'notification': {
+      if (d.kind === 'reply') {
+        const t = state.threads.get(d.threadId);
+        const who = (d.from && d.from.username) || 'Someone';
+        toast(`${who} replied to your thread`, t ? t.title : '', 'notify');
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+// ---------------------------------------------------------------- connection
+
+const CONN_TEXT = { connected: 'Live', connecting: 'Connecting...', disconnected: 'Offline', error: 'Offline' };
+
+function showStatus(status) {
+  const conn = $('conn');
+  const state_ = status === 'connected' ? 'live' : status === 'connecting' ? 'connecting' : 'offline';
+  conn.dataset.state = state_;
+  $('conn-status').textContent = CONN_TEXT[status] || 'Offline';
+  $('reconnect').hidden = state_ !== 'offline';
+}
+
+async function onResync() {
+  try {
+    const lastEventId = await reloadSnapshot();
+    state.client.reconnect({ lastEventId });
+  } catch {
+    showStatus('error');
+  }
+}
+
+async function loadStats() {
+  try {
+    const s = await api('GET', '/api/community/stats');
+    if (typeof s.online === 'number') $('online-count').textContent = String(s.online);
+  } catch {
+    /* optional */
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  setupAuth();
+  setupComposer();
+  $('load-more').addEventListener('click', loadMore);
+  $('reconnect').addEventListener('click', () => state.client && state.client.reconnect());
+  setInterval(() => {
+    for (const t of document.querySelectorAll('time[datetime]')) t.textContent = relTime(t.getAttribute('datetime'));
+  }, 60000);
+
+  showStatus('connecting');
+  try {
+    const res = await api('GET', '/api/auth/me');
+    setMe(res.user);
+  } catch {
+    setMe(null);
+  }
+  let lastEventId = null;
+  try {
+    lastEventId = await reloadSnapshot();
+  } catch {
+    /* banner shown; the stream still brings new threads */
+  }
+  loadStats();
+  state.client = new SSEClient('/api/community/events', {
+    onMessage,
+    onStatusChange: showStatus,
+    onResync,
+  });
+  state.client.connect({ lastEventId });
+  window.addEventListener('online', () => {
+    if (state.client.connectionStatus !== 'connected') state.client.reconnect();
+  });
+}
+
+start();
