@@ -113,6 +113,24 @@ function avatar(user) {
   return el;
 }
 
+const ICONS = {
+  heart: 'M12 20.5s-7.5-4.6-9.2-9.3C1.7 8 3.6 4.5 7.1 4.5c2 0 3.5 1.1 4.9 2.9 1.4-1.8 2.9-2.9 4.9-2.9 3.5 0 5.4 3.5 4.3 6.7-1.7 4.7-9.2 9.3-9.2 9.3z',
+  comment: 'M4 5.5A2.5 2.5 0 0 1 6.5 3h11A2.5 2.5 0 0 1 20 5.5v8a2.5 2.5 0 0 1-2.5 2.5H10l-4.5 4v-4A1.5 1.5 0 0 1 4 14.5z',
+};
+
+/** A small inline SVG icon (fixed paths, no user data). */
+function icon(name) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', `icon icon-${name}`);
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS(NS, 'path');
+  path.setAttribute('d', ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
 function plural(n, one, many) {
   return `${n} ${n === 1 ? one : many}`;
 }
@@ -254,14 +272,14 @@ function buildCard(thread) {
   const likeBtn = h(
     'button',
     { type: 'button', class: 'action like', 'data-testid': 'like-thread', onclick: () => toggleThreadLike(id) },
-    h('span', { class: 'icon', 'aria-hidden': 'true', text: '♥' }),
+    icon('heart'),
     likeCount,
   );
   const commentCount = h('span', { class: 'count', 'data-testid': 'thread-comment-count' });
   const commentBtn = h(
     'button',
     { type: 'button', class: 'action', 'aria-expanded': 'false', onclick: () => toggleOpen(id) },
-    h('span', { class: 'icon', 'aria-hidden': 'true', text: '💬' }),
+    icon('comment'),
     commentCount,
   );
   const deleteBtn = h('button', {
@@ -537,7 +555,7 @@ function buildComment(c) {
       'aria-label': `${c.likedByMe ? 'Unlike' : 'Like'} comment (${plural(c.likeCount ?? 0, 'like', 'likes')})`,
       onclick: (ev) => toggleCommentLike(c.threadId, c.id, ev.currentTarget),
     },
-    h('span', { class: 'icon', 'aria-hidden': 'true', text: '♥' }),
+    icon('heart'),
     h('span', { class: 'count', 'data-testid': 'comment-like-count', text: String(c.likeCount ?? 0) }),
   );
   return h(

@@ -138,16 +138,10 @@ pub fn respond<T: Reply>(result: Result<T, ApiError>) -> Response {
 /// Turns every rejection, ours and warp's, into the JSON error shape.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     use warp::reject;
+    // A request is tried against every route; the most specific complaint
+    // wins, and "wrong method" only when nothing more specific was found.
     let error = if let Some(error) = rejection.find::<ApiError>() {
         error.clone()
-    } else if rejection.is_not_found() {
-        ApiError::not_found("no such page or endpoint")
-    } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this endpoint does not take that method",
-        )
     } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -166,6 +160,14 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::bad_request(error.to_string())
     } else if let Some(error) = rejection.find::<reject::MissingHeader>() {
         ApiError::bad_request(error.to_string())
+    } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        )
+    } else if rejection.is_not_found() {
+        ApiError::not_found("no such page or endpoint")
     } else {
         tracing::error!(?rejection, "unhandled rejection");
         ApiError::internal()

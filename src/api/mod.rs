@@ -129,8 +129,15 @@ pub fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response
 /// `OPTIONS` for any path: a CORS preflight from a configured origin gets
 /// its allowances (added by `with_cors`), anyone else an empty 204.
 fn preflight() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::options()
-        .map(|| warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+    // Matched by hand: `warp::options()` would answer every other request
+    // to an unknown path with 405 instead of 404.
+    warp::method().and_then(|method: warp::http::Method| async move {
+        if method == warp::http::Method::OPTIONS {
+            Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+        } else {
+            Err(warp::reject::not_found())
+        }
+    })
 }
 
 fn with_cors(origins: &[String], origin: Option<&str>, mut response: Response) -> Response {

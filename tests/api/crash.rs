@@ -1,0 +1,138 @@
+//! The real binary, killed with SIGKILL while writes are in flight: every
+//! write that was acknowledged survives, and its event replays.
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::sse_client::SseStream;
+
+/// Starts `stoa` on `db` and returns it with the address it listens on.
+async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stoa"))
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("stoa starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                return rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("stoa exited before listening");
+    })
+    .await
+    .expect("stoa listens within 20 s");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_9_loses_no_acknowledged_write_and_its_event_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stoa.db");
+    let (mut child, addr) = start_binary(&db).await;
+    let client = reqwest::Client::new();
+    let registered: serde_json::Value = client
+        .post(format!("http://{addr}/api/auth/register"))
+        .json(&json!({"username": "writer", "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = registered["token"].as_str().unwrap().to_string();
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (client, token, acknowledged) = (client.clone(), token.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let title = format!("w{w}-{n}");
+                let sent = client
+                    .post(format!("http://{addr}/api/community/threads"))
+                    .bearer_auth(&token)
+                    .json(&json!({"title": title, "content": "must survive"}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == StatusCode::CREATED => {
+                        acknowledged.lock().unwrap().push(title)
+                    }
+                    Ok(response) => panic!("unexpected status {}", response.status()),
+                    Err(_) => return, // the server died mid-request
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 10,
+        "writes should have been acknowledged before the kill"
+    );
+
+    let (_restarted, addr) = start_binary(&db).await;
+    let mut stored = HashSet::new();
+    let mut before = String::new();
+    loop {
+        let page: serde_json::Value = client
+            .get(format!(
+                "http://{addr}/api/community/threads?limit=100{before}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for thread in page["threads"].as_array().unwrap() {
+            stored.insert(thread["title"].as_str().unwrap().to_string());
+        }
+        match page["nextCursor"].as_str() {
+            Some(cursor) => {
+                before = format!("&before={}", cursor.replace(':', "%3A").replace('|', "%7C"))
+            }
+            None => break,
+        }
+    }
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|t| !stored.contains(*t))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost in the crash: {lost:?}"
+    );
+
+    let mut stream = SseStream::connect(addr, "/api/community/events?lastEventId=0", &[]).await;
+    assert_eq!(stream.next().await.kind(), "connected");
+    let mut replayed = HashSet::new();
+    while replayed.len() < stored.len() {
+        let message = stream.next_event().await;
+        let event = message.json();
+        assert_eq!(event["type"], "new_thread");
+        replayed.insert(event["data"]["title"].as_str().unwrap().to_string());
+    }
+    assert_eq!(replayed, stored, "every stored thread's event replays");
+}

@@ -1,0 +1,280 @@
+//! The forum API beyond the scenarios: paging, sessions by cookie and by
+//! token, CORS, text kept as sent, health and metrics.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn the_thread_list_pages_newest_first_without_gaps_or_repeats() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    for n in 0..25 {
+        app.create_thread(&alice, &format!("thread {n}"), "c").await;
+    }
+    let mut titles = Vec::new();
+    let mut path = "/api/community/threads?limit=10".to_string();
+    loop {
+        let (status, page) = app.request(Method::GET, &path, None, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["lastEventId"], 25);
+        for thread in page["threads"].as_array().unwrap() {
+            titles.push(thread["title"].as_str().unwrap().to_string());
+        }
+        match page["nextCursor"].as_str() {
+            Some(cursor) => {
+                let encoded: String = url_encode(cursor);
+                path = format!("/api/community/threads?limit=10&before={encoded}");
+            }
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).rev().map(|n| format!("thread {n}")).collect();
+    assert_eq!(titles, expected);
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_thread_comes_with_its_comments_oldest_first() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let thread = app.create_thread(&alice, "t", "c").await;
+    let id = thread["id"].as_str().unwrap();
+    app.comment(&bob, id, "first").await;
+    app.comment(&alice, id, "second").await;
+    let (status, body) = app
+        .request(
+            Method::GET,
+            &format!("/api/community/threads/{id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let contents: Vec<_> = body["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["content"].clone())
+        .collect();
+    assert_eq!(contents, [json!("first"), json!("second")]);
+    assert_eq!(body["thread"]["commentCount"], 2);
+    assert_eq!(
+        body["lastEventId"], 4,
+        "two comments, one notification, one thread"
+    );
+}
+
+#[tokio::test]
+async fn text_is_stored_and_returned_exactly_as_sent() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let title = "<img src=x onerror=alert(1)> & \"quotes\" ünïcödé 🎉";
+    let content = "line one\nline two\r\n\ttabbed </script>";
+    let thread = app.create_thread(&alice, title, content).await;
+    assert_eq!(thread["title"], title);
+    assert_eq!(thread["content"], content);
+    let listed = app.threads(None).await;
+    assert_eq!(listed["threads"][0]["title"], title);
+    assert_eq!(listed["threads"][0]["content"], content);
+}
+
+#[tokio::test]
+async fn lengths_count_characters_not_bytes() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let two_hundred_emoji = "🎉".repeat(200);
+    let thread = app.create_thread(&alice, &two_hundred_emoji, "c").await;
+    assert_eq!(thread["title"], two_hundred_emoji);
+    let (status, body) = app
+        .request(
+            Method::POST,
+            "/api/community/threads",
+            Some(&alice.token),
+            Some(json!({"title": "🎉".repeat(201), "content": "c"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
+#[tokio::test]
+async fn a_cookie_session_signs_in_and_logging_out_ends_it_and_its_token() {
+    let app = spawn_app().await;
+    let jar_client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let response = jar_client
+        .post(app.url("/api/auth/register"))
+        .json(&json!({"username": "carol", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    let token = response.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let me = jar_client
+        .get(app.url("/api/auth/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(
+        me.json::<serde_json::Value>().await.unwrap()["user"]["username"],
+        "carol"
+    );
+    let posted = jar_client
+        .post(app.url("/api/community/threads"))
+        .header("Origin", app.url(""))
+        .json(&json!({"title": "by cookie", "content": "same origin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        posted.status(),
+        StatusCode::CREATED,
+        "a same-origin cookie write is allowed"
+    );
+
+    let logout = jar_client
+        .post(app.url("/api/auth/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let me = jar_client
+        .get(app.url("/api/auth/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = app
+        .request(Method::GET, "/api/auth/me", Some(&token), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the token was the same session"
+    );
+}
+
+#[tokio::test]
+async fn login_gives_a_fresh_working_token() {
+    let app = spawn_app().await;
+    app.register("dave").await;
+    let (status, body) = app
+        .request(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "dave", "password": "password123"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["token"].as_str().unwrap();
+    let (status, me) = app
+        .request(Method::GET, "/api/auth/me", Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["user"]["username"], "dave");
+}
+
+#[tokio::test]
+async fn cors_headers_go_only_to_configured_origins() {
+    let app = spawn_app_with(|c| c.cors_origins = vec!["https://friend.example".into()]).await;
+    let client = reqwest::Client::new();
+    let friend = client
+        .get(app.url("/api/community/threads"))
+        .header("Origin", "https://friend.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        friend.headers()["access-control-allow-origin"],
+        "https://friend.example"
+    );
+    let stranger = client
+        .get(app.url("/api/community/threads"))
+        .header("Origin", "https://stranger.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(stranger
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let preflight = client
+        .request(Method::OPTIONS, app.url("/api/community/threads"))
+        .header("Origin", "https://friend.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert!(preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+}
+
+#[tokio::test]
+async fn health_and_metrics_report_on_the_server() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    app.create_thread(&alice, "t", "c").await;
+    let (status, health) = app.request(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["status"], "ok");
+    let _stream = app.events("", &[]).await;
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("stoa_open_streams 1"), "{metrics}");
+    assert!(metrics.contains("stoa_streams_opened_total 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn the_page_and_its_scripts_are_served_from_the_binary() {
+    let app = spawn_app().await;
+    let page = reqwest::get(app.url("/")).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.text().await.unwrap().contains("/assets/app.js"));
+    for asset in ["app.js", "sse-client.js", "use-sse.js"] {
+        let script = reqwest::get(app.url(&format!("/assets/{asset}")))
+            .await
+            .unwrap();
+        assert_eq!(script.status(), StatusCode::OK, "{asset}");
+        assert!(script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript"));
+    }
+    let missing = reqwest::get(app.url("/assets/nope.js")).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,209 @@
+//! `spawn_app()`: the real server, in-process, on an ephemeral port with a
+//! database file of its own; and `TestApp`, one method per endpoint.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use stoa::{App, Config};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::sse_client::SseStream;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub config: Config,
+    pub client: reqwest::Client,
+    /// Keeps the database's folder alive for the test (and across restarts).
+    pub dir: Arc<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub token: String,
+}
+
+/// Settings for tests: pings and polls short enough to see in a test.
+pub fn test_config(db: PathBuf) -> Config {
+    Config {
+        poll_interval: Duration::from_millis(20),
+        ..Config::for_db(db)
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mut config = test_config(dir.path().join("stoa.db"));
+    adjust(&mut config);
+    start(config, dir).await
+}
+
+async fn start(config: Config, dir: Arc<tempfile::TempDir>) -> TestApp {
+    let app = App::build(config.clone()).await.expect("server builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run(async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server runs and stops cleanly");
+    });
+    TestApp {
+        addr,
+        config,
+        client: reqwest::Client::new(),
+        dir,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Shuts the server down gracefully and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .expect("server stops within 10 s")
+                .expect("server task ends without panicking");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database file.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        start(config, self.dir.clone()).await
+    }
+
+    /// Any request; returns the status and the body as JSON (Null if empty).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request is answered");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{path} answered non-JSON: {text}"))
+        };
+        (status, json)
+    }
+
+    pub async fn register(&self, username: &str) -> Session {
+        let (status, body) = self
+            .request(
+                Method::POST,
+                "/api/auth/register",
+                None,
+                Some(json!({"username": username, "password": "password123"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "register {username}: {body}");
+        Session {
+            id: body["user"]["id"].as_str().unwrap().to_string(),
+            token: body["token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub async fn create_thread(&self, who: &Session, title: &str, content: &str) -> Value {
+        let (status, body) = self
+            .request(
+                Method::POST,
+                "/api/community/threads",
+                Some(&who.token),
+                Some(json!({"title": title, "content": content})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create thread: {body}");
+        body["thread"].clone()
+    }
+
+    pub async fn comment(&self, who: &Session, thread_id: &str, content: &str) -> Value {
+        let (status, body) = self
+            .request(
+                Method::POST,
+                "/api/community/comment",
+                Some(&who.token),
+                Some(json!({"threadId": thread_id, "content": content})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "comment: {body}");
+        body["comment"].clone()
+    }
+
+    pub async fn threads(&self, who: Option<&Session>) -> Value {
+        let (status, body) = self
+            .request(
+                Method::GET,
+                "/api/community/threads",
+                who.map(|s| s.token.as_str()),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "list threads: {body}");
+        body
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.request(Method::GET, "/api/community/stats", None, None)
+            .await
+            .1
+    }
+
+    /// Opens the event stream at `path_and_query` (after `/api/community/events`).
+    pub async fn events(&self, query: &str, headers: &[(&str, &str)]) -> SseStream {
+        let mut stream =
+            SseStream::connect(self.addr, &format!("/api/community/events{query}"), headers).await;
+        let connected = stream.next().await;
+        assert_eq!(
+            connected.kind(),
+            "connected",
+            "the first message is `connected`"
+        );
+        assert_eq!(connected.id, None, "`connected` carries no id");
+        stream
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The integration suite: one binary, the real server started in-process
+//! for each test on its own port and database file.
+
+// Starting servers and talking to them over HTTP.
+mod helpers;
+// A raw-TCP event stream client with a WHATWG parser.
+mod sse_client;
+
+// The fixture-driven scenarios of fixtures/scenarios/.
+mod scenarios;
+// Stream guarantees: the seam, other processes, slow readers, shutdown.
+mod stream;
+// The forum API: paging, sessions, CORS, text, health.
+mod forum;
+// The real binary killed with SIGKILL mid-write.
+mod crash;
