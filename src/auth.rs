@@ -161,9 +161,10 @@ pub fn viewer(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Re
         })
 }
 
-/// The signed-in author of a write. A cookie-authenticated write whose
-/// `Origin` is neither this server nor a configured origin is refused: it
-/// is another site acting with the visitor's cookie.
+/// The signed-in author of a write, within their write rate. A
+/// cookie-authenticated write whose `Origin` is neither this server nor a
+/// configured origin is refused: it is another site acting with the
+/// visitor's cookie.
 pub fn author(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::cookie::optional::<String>(COOKIE))
@@ -175,9 +176,9 @@ pub fn author(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Re
                 let (viewer, source) = resolve(state.db.clone(), presented_token(authorization, cookie))
                     .await
                     .map_err(warp::reject::custom)?;
-                if viewer.user.is_none() {
+                let Some(user) = &viewer.user else {
                     return Err(warp::reject::custom(ApiError::unauthorized("sign in first")));
-                }
+                };
                 if source == Some(Source::Cookie) {
                     if let Some(origin) = origin {
                         let own = host.is_some_and(|host| {
@@ -189,6 +190,11 @@ pub fn author(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Re
                             ))));
                         }
                     }
+                }
+                if let Some(limiter) = &state.limits.writes {
+                    limiter
+                        .check(&user.id)
+                        .map_err(|wait| warp::reject::custom(ApiError::too_many_requests("writes", wait)))?;
                 }
                 Ok(viewer)
             }

@@ -42,6 +42,40 @@ pub struct Flags {
     #[arg(long, env = "STOA_RETENTION", default_value = "7days", value_parser = humantime::parse_duration)]
     pub retention: Duration,
 
+    /// Writes (posts, comments, likes, deletes) per minute per user, after
+    /// a burst of --write-burst; 0 turns the limit off.
+    #[arg(long, env = "STOA_WRITE_RATE", default_value_t = 30.0)]
+    pub write_rate: f64,
+
+    /// Writes a user may make at once before --write-rate applies.
+    #[arg(long, env = "STOA_WRITE_BURST", default_value_t = 10)]
+    pub write_burst: u32,
+
+    /// Registrations and sign-ins per minute per client address, after a
+    /// burst of --sign-in-burst; 0 turns the limit off.
+    #[arg(long, env = "STOA_SIGN_IN_RATE", default_value_t = 6.0)]
+    pub sign_in_rate: f64,
+
+    /// Registrations and sign-ins an address may make at once.
+    #[arg(long, env = "STOA_SIGN_IN_BURST", default_value_t = 10)]
+    pub sign_in_burst: u32,
+
+    /// Take the client's address from the last entry of X-Forwarded-For
+    /// (set this only when every request comes through a proxy such as
+    /// nginx; otherwise clients could claim any address).
+    #[arg(long, env = "STOA_BEHIND_PROXY")]
+    pub behind_proxy: bool,
+
+    /// Keep at most this many outbox events (with --retention, whichever
+    /// removes more).
+    #[arg(long, env = "STOA_RETENTION_EVENTS", default_value_t = 1_000_000)]
+    pub retention_events: u64,
+
+    /// Longest wait for a request's headers, and for the next request on
+    /// an idle keep-alive connection; slower clients are disconnected.
+    #[arg(long, env = "STOA_HEADER_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
     /// Most open event streams, in all.
     #[arg(long, env = "STOA_MAX_STREAMS", default_value_t = 15_000)]
     pub max_streams: usize,
@@ -72,8 +106,15 @@ pub struct Config {
     pub poll_interval: Duration,
     pub cors_origins: Vec<String>,
     pub retention: Duration,
+    pub retention_events: u64,
     pub max_streams: usize,
     pub max_streams_per_ip: usize,
+    pub header_timeout: Duration,
+    pub write_rate: f64,
+    pub write_burst: u32,
+    pub sign_in_rate: f64,
+    pub sign_in_burst: u32,
+    pub behind_proxy: bool,
 }
 
 impl Config {
@@ -86,8 +127,15 @@ impl Config {
             poll_interval: Duration::from_millis(100),
             cors_origins: Vec::new(),
             retention: Duration::from_secs(7 * 24 * 3600),
+            retention_events: 1_000_000,
             max_streams: 15_000,
             max_streams_per_ip: 256,
+            header_timeout: Duration::from_secs(15),
+            write_rate: 30.0,
+            write_burst: 10,
+            sign_in_rate: 6.0,
+            sign_in_burst: 10,
+            behind_proxy: false,
         }
     }
 }
@@ -102,6 +150,9 @@ impl TryFrom<&Flags> for Config {
         if flags.poll_interval < Duration::from_millis(1) {
             return Err("--poll-interval must be at least 1ms".into());
         }
+        if flags.header_timeout < Duration::from_millis(100) {
+            return Err("--header-timeout must be at least 100ms".into());
+        }
         if flags.max_streams == 0 || flags.max_streams_per_ip == 0 {
             return Err("--max-streams and --max-streams-per-ip must be at least 1".into());
         }
@@ -114,6 +165,12 @@ impl TryFrom<&Flags> for Config {
                 ));
             }
         }
+        if flags.write_rate < 0.0 || flags.sign_in_rate < 0.0 {
+            return Err("--write-rate and --sign-in-rate must be 0 (off) or more".into());
+        }
+        if flags.retention_events == 0 {
+            return Err("--retention-events must be at least 1".into());
+        }
         Ok(Config {
             listen: flags.listen,
             db: flags.db.clone(),
@@ -121,8 +178,15 @@ impl TryFrom<&Flags> for Config {
             poll_interval: flags.poll_interval,
             cors_origins: flags.cors_origins.clone(),
             retention: flags.retention,
+            retention_events: flags.retention_events,
             max_streams: flags.max_streams,
             max_streams_per_ip: flags.max_streams_per_ip,
+            header_timeout: flags.header_timeout,
+            write_rate: flags.write_rate,
+            write_burst: flags.write_burst,
+            sign_in_rate: flags.sign_in_rate,
+            sign_in_burst: flags.sign_in_burst,
+            behind_proxy: flags.behind_proxy,
         })
     }
 }

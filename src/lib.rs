@@ -16,7 +16,9 @@
 //!   count of open streams.
 //! - `sse`: one stream: replay, live events, pings, resync, framing.
 //! - `web`: the embedded page and its client library.
-//! - `config`, `metrics`, `fixtures`: settings, counters, sample data.
+//! - `server`: the HTTP/1.1 accept loop, with header timeouts and limits.
+//! - `config`, `limits`, `metrics`, `fixtures`: settings, rate limits,
+//!   counters, sample data.
 
 #![forbid(unsafe_code)]
 
@@ -26,8 +28,10 @@ pub mod config;
 pub mod db;
 pub mod fixtures;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod outbox;
+pub mod server;
 pub mod sse;
 pub mod web;
 
@@ -42,6 +46,7 @@ use tokio::sync::watch;
 pub use config::{Config, Flags};
 use db::Db;
 use hub::Hub;
+use limits::{Limits, RateLimiter};
 use metrics::Metrics;
 
 /// What every request handler can reach.
@@ -51,6 +56,7 @@ pub struct State {
     pub db: Db,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
+    pub limits: Arc<Limits>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -87,6 +93,10 @@ impl App {
             config.max_streams,
             config.max_streams_per_ip,
         ));
+        let limits = Arc::new(Limits {
+            writes: RateLimiter::new(config.write_rate, config.write_burst),
+            sign_ins: RateLimiter::new(config.sign_in_rate, config.sign_in_burst),
+        });
         Ok(App {
             listener,
             state: State {
@@ -94,6 +104,7 @@ impl App {
                 db,
                 hub,
                 metrics: Arc::new(Metrics::default()),
+                limits,
                 shutdown: shutdown_rx,
             },
             shutdown,
@@ -136,20 +147,19 @@ impl App {
             tokio::spawn(prune_outbox(
                 state.db.clone(),
                 state.config.retention,
+                state.config.retention_events,
                 state.shutdown.clone(),
             )),
         ];
         let db = state.db.clone();
+        let header_timeout = state.config.header_timeout;
         let routes = api::routes(state);
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move {
-                signal.await;
-                tracing::info!("shutting down: closing streams, finishing requests");
-                let _ = shutdown.send(true);
-            })
-            .run()
-            .await;
+        server::serve(listener, routes, header_timeout, async move {
+            signal.await;
+            tracing::info!("shutting down: closing streams, finishing requests");
+            let _ = shutdown.send(true);
+        })
+        .await;
         for task in background {
             let _ = task.await;
         }
@@ -171,10 +181,11 @@ async fn announce_presence(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Deletes outbox events older than `retention`, a small batch per write
-/// so no writer waits long. Ids are never reused (AUTOINCREMENT); a client
-/// resuming from a pruned position is told to resync.
-async fn prune_outbox(db: Db, retention: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Deletes outbox events older than `retention` or beyond the newest
+/// `keep`, a small batch per write so no writer waits long. Ids are never
+/// reused (AUTOINCREMENT); a client resuming from a pruned position is told
+/// to resync.
+async fn prune_outbox(db: Db, retention: Duration, keep: u64, mut shutdown: watch::Receiver<bool>) {
     const BATCH: usize = 1000;
     let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
@@ -190,7 +201,7 @@ async fn prune_outbox(db: Db, retention: Duration, mut shutdown: watch::Receiver
         loop {
             let cutoff = cutoff.clone();
             match db
-                .write(move |tx| db::outbox::prune(tx, &cutoff, BATCH))
+                .write(move |tx| db::outbox::prune(tx, &cutoff, keep, BATCH))
                 .await
             {
                 Ok(n) if n == BATCH => continue,

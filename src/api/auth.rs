@@ -6,7 +6,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::{respond, ApiError};
-use super::{json_body, json_reply};
+use super::{client_ip, json_body, json_reply};
 use crate::auth::{self, Viewer};
 use crate::db::users::{self, User};
 use crate::db::{sessions, DbError};
@@ -38,6 +38,7 @@ struct SignedIn {
 fn register(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "auth" / "register")
         .and(warp::post())
+        .and(sign_in_allowed(&state))
         .and(json_body())
         .then(move |body| {
             let state = state.clone();
@@ -71,6 +72,7 @@ async fn handle_register(state: State, body: Credentials) -> Result<Response, Ap
 fn login(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "auth" / "login")
         .and(warp::post())
+        .and(sign_in_allowed(&state))
         .and(json_body())
         .then(move |body| {
             let state = state.clone();
@@ -155,6 +157,23 @@ fn me(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + C
                     .ok_or_else(|| ApiError::unauthorized("not signed in")),
             )
         })
+}
+
+/// Registrations and sign-ins from one address are rate limited, so
+/// guessing passwords is slow.
+fn sign_in_allowed(state: &State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    let state = state.clone();
+    client_ip(&state)
+        .and_then(move |address| {
+            let result = match &state.limits.sign_ins {
+                Some(limiter) => limiter.check(&address).map_err(|wait| {
+                    warp::reject::custom(ApiError::too_many_requests("sign-in attempts", wait))
+                }),
+                None => Ok(()),
+            };
+            async move { result }
+        })
+        .untuple_one()
 }
 
 fn valid_username(username: Option<String>) -> Result<String, ApiError> {

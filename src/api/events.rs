@@ -1,7 +1,7 @@
 //! The event stream endpoint: checks the position and the connection
 //! limits, then hands over to `sse.rs`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 
 use serde::Deserialize;
 use warp::reply::Response;
@@ -30,7 +30,7 @@ fn events(state: State) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(warp::get())
         .and(warp::query::<EventsQuery>())
         .and(warp::header::optional::<String>("last-event-id"))
-        .and(warp::addr::remote())
+        .and(super::client_ip(&state))
         .and(auth::viewer(state.clone()))
         .then(move |query, header, remote, viewer| {
             let state = state.clone();
@@ -42,7 +42,7 @@ async fn handle_events(
     state: State,
     query: EventsQuery,
     header: Option<String>,
-    remote: Option<SocketAddr>,
+    address: IpAddr,
     viewer: Viewer,
 ) -> Result<Response, ApiError> {
     let position = sse::position(header.as_deref(), query.last_event_id.as_deref())?;
@@ -50,7 +50,6 @@ async fn handle_events(
         .thread
         .map(|id| id_field("thread", Some(id)))
         .transpose()?;
-    let address = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
     let guard = state.hub.open_stream(address).map_err(|refusal| {
         state.metrics.streams_refused.add(1);
         ApiError::unavailable(match refusal {

@@ -13,12 +13,15 @@ pub mod likes;
 pub mod status;
 pub mod threads;
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::server::PeerAddr;
 use crate::State;
 use error::ApiError;
 
@@ -119,6 +122,23 @@ pub fn id_field(field: &'static str, value: Option<String>) -> Result<String, Ap
         ));
     }
     Ok(value)
+}
+
+/// The client's address: the connection's peer or, with `--behind-proxy`,
+/// the last address in `X-Forwarded-For` (the one the proxy itself added).
+pub fn client_ip(state: &State) -> impl Filter<Extract = (IpAddr,), Error = Rejection> + Clone {
+    let behind_proxy = state.config.behind_proxy;
+    warp::ext::optional::<PeerAddr>()
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .map(move |peer: Option<PeerAddr>, forwarded: Option<String>| {
+            let forwarded = forwarded.filter(|_| behind_proxy).and_then(|list| {
+                list.rsplit(',')
+                    .next()
+                    .and_then(|last| last.trim().parse().ok())
+            });
+            forwarded
+                .unwrap_or_else(|| peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip()))
+        })
 }
 
 /// A JSON reply with a status.

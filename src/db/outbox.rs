@@ -80,13 +80,15 @@ pub fn latest(conn: &Connection) -> DbResult<i64> {
     Ok(latest.unwrap_or(0))
 }
 
-/// Deletes up to `limit` of the oldest events created before `cutoff`
-/// (RFC 3339); returns how many went. Small batches keep each write short.
-pub fn prune(conn: &Connection, cutoff: &str, limit: usize) -> DbResult<usize> {
+/// Deletes up to `limit` of the oldest events that were created before
+/// `cutoff` (RFC 3339) or are not among the newest `keep`; returns how many
+/// went. Small batches keep each write short.
+pub fn prune(conn: &Connection, cutoff: &str, keep: u64, limit: usize) -> DbResult<usize> {
+    let newest_to_drop = latest(conn)? - keep as i64;
     Ok(conn.execute(
         "DELETE FROM outbox WHERE id IN (
-             SELECT id FROM outbox WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
-        params![cutoff, limit as i64],
+             SELECT id FROM outbox WHERE created_at < ?1 OR id <= ?2 ORDER BY id LIMIT ?3)",
+        params![cutoff, newest_to_drop, limit as i64],
     )?)
 }
 
@@ -113,7 +115,7 @@ mod tests {
         let conn = with_users(&["alice"]);
         threads::insert(&conn, "t1", "id-alice", "a", "b").unwrap();
         threads::insert(&conn, "t2", "id-alice", "a", "b").unwrap();
-        assert_eq!(prune(&conn, "9999", 100).unwrap(), 2);
+        assert_eq!(prune(&conn, "9999", 10, 100).unwrap(), 2);
         let emptied = range(&conn).unwrap();
         assert_eq!(
             emptied,
@@ -124,6 +126,17 @@ mod tests {
         );
         threads::insert(&conn, "t3", "id-alice", "a", "b").unwrap();
         assert_eq!(after(&conn, 0, 10).unwrap()[0].id, 3);
+    }
+
+    #[test]
+    fn pruning_by_count_keeps_the_newest() {
+        let conn = with_users(&["alice"]);
+        for n in 0..5 {
+            threads::insert(&conn, &format!("t{n}"), "id-alice", "a", "b").unwrap();
+        }
+        assert_eq!(prune(&conn, "0000", 2, 100).unwrap(), 3);
+        let kept: Vec<i64> = after(&conn, 0, 10).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(kept, [4, 5]);
     }
 
     #[test]

@@ -2,43 +2,14 @@
 //! write that was acknowledged survives, and its event replays.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
+use crate::helpers::start_binary;
 use crate::sse_client::SseStream;
-
-/// Starts `stoa` on `db` and returns it with the address it listens on.
-async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stoa"))
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("stoa starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("stoa exited before listening");
-    })
-    .await
-    .expect("stoa listens within 20 s");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_kill_9_loses_no_acknowledged_write_and_its_event_replays() {

@@ -1,14 +1,18 @@
 //! `spawn_app()`: the real server, in-process, on an ephemeral port with a
-//! database file of its own; and `TestApp`, one method per endpoint.
+//! database file of its own; `TestApp`, one method per endpoint; and
+//! `start_binary()`, the real `stoa` executable, for tests of the process.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use stoa::{App, Config};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -31,10 +35,13 @@ pub struct Session {
     pub token: String,
 }
 
-/// Settings for tests: pings and polls short enough to see in a test.
+/// Settings for tests: polls short enough to see in a test, and no rate
+/// limits (tests that check them turn them on).
 pub fn test_config(db: PathBuf) -> Config {
     Config {
         poll_interval: Duration::from_millis(20),
+        write_rate: 0.0,
+        sign_in_rate: 0.0,
         ..Config::for_db(db)
     }
 }
@@ -206,4 +213,39 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// Starts `stoa` on `db` and returns it with the address it listens on.
+pub async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stoa"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--write-rate",
+            "0",
+            "--sign-in-rate",
+            "0",
+            "--db",
+        ])
+        .arg(db)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("stoa starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                return rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("stoa exited before listening");
+    })
+    .await
+    .expect("stoa listens within 20 s");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
 }

@@ -83,6 +83,14 @@ async fn run(scenario: Value) {
                 .map(|o| o.as_str().unwrap().to_string())
                 .collect();
         }
+        if let Some(rate) = settings["writeRate"].as_f64() {
+            config.write_rate = rate;
+            config.write_burst = settings["writeBurst"].as_u64().unwrap_or(1) as u32;
+        }
+        if let Some(rate) = settings["signInRate"].as_f64() {
+            config.sign_in_rate = rate;
+            config.sign_in_burst = settings["signInBurst"].as_u64().unwrap_or(1) as u32;
+        }
         if let Some(ping) = settings["pingInterval"].as_str() {
             config.ping_interval = humantime::parse_duration(ping).unwrap();
         }
@@ -498,7 +506,8 @@ impl Runner {
         if let Some(wanted) = step["responseHeaders"].as_object() {
             for (name, value) in wanted {
                 let got = headers.get(name).and_then(|v| v.to_str().ok());
-                if got != value.as_str() {
+                let present_is_enough = value == "$any" && got.is_some();
+                if got != value.as_str() && !present_is_enough {
                     return Err(format!("header {name}: expected {value}, got {got:?}"));
                 }
             }

@@ -307,3 +307,40 @@ async fn presence_announces_how_many_are_online() {
     }
     assert_eq!(online, Some(2));
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_is_disconnected() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app_with(|c| c.header_timeout = Duration::from_millis(300)).await;
+    let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for socket in [&mut silent, &mut slow] {
+        let mut buffer = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut buffer)).await;
+        assert!(
+            closed.is_ok(),
+            "the server should close a connection that sends no full request"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let app = spawn_app().await;
+    let huge = "x".repeat(40 * 1024);
+    let response = reqwest::Client::new()
+        .get(app.url("/api/community/threads"))
+        .header("X-Padding", huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431);
+    assert_eq!(
+        reqwest::get(app.url("/healthz")).await.unwrap().status(),
+        200
+    );
+}
