@@ -1,7 +1,9 @@
 //! Counters for `GET /metrics`, in the Prometheus text format.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// A monotonically increasing count.
 #[derive(Default)]
@@ -26,29 +28,39 @@ pub struct Metrics {
     pub replays: Counter,
     pub outbox_catch_ups: Counter,
     pub resyncs: Counter,
-    pub database_busy: Counter,
-    pub server_errors: Counter,
+    pub lagging_streams_closed: Counter,
+    /// Requests by method, route and status.
+    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
 }
 
 impl Metrics {
-    /// The exposition text, with the current number of open streams.
+    pub fn record_request(&self, method: &str, route: &'static str, status: u16) {
+        let mut requests = self.requests.lock().expect("metrics lock");
+        *requests
+            .entry((method.to_string(), route, status))
+            .or_insert(0) += 1;
+    }
+
+    /// The exposition text, with the gauges read now.
     pub fn render(&self, open_streams: usize, latest_event_id: i64) -> String {
         let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, value: i64| {
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(
                 out,
-                "# HELP stoa_{name} {help}\n# TYPE stoa_{name} gauge\nstoa_{name} {value}"
+                "# HELP stoa_{name} {help}\n# TYPE stoa_{name} {kind}\nstoa_{name} {value}"
             );
         };
-        gauge(
+        metric(
             "open_streams",
+            "gauge",
             "Event streams open now.",
-            open_streams as i64,
+            open_streams as u64,
         );
-        gauge(
+        metric(
             "latest_event_id",
+            "gauge",
             "Newest outbox id seen by the tailer.",
-            latest_event_id,
+            latest_event_id.max(0) as u64,
         );
         let counters = [
             (
@@ -78,7 +90,7 @@ impl Metrics {
             ),
             (
                 "outbox_catch_ups_total",
-                "Reads of the outbox by streams behind the in-memory window.",
+                "Outbox reads by streams behind the in-memory window (lagging readers caught up).",
                 &self.outbox_catch_ups,
             ),
             (
@@ -87,21 +99,28 @@ impl Metrics {
                 &self.resyncs,
             ),
             (
-                "database_busy_total",
-                "Requests refused because the database stayed locked.",
-                &self.database_busy,
-            ),
-            (
-                "server_errors_total",
-                "Requests that failed with a 500.",
-                &self.server_errors,
+                "lagging_streams_closed_total",
+                "Lagging streams closed because their catch-up read failed.",
+                &self.lagging_streams_closed,
             ),
         ];
         for (name, help, counter) in counters {
+            metric(name, "counter", help, counter.get());
+        }
+        metric(
+            "database_busy_total",
+            "counter",
+            "Database operations that gave up waiting for a lock.",
+            crate::db::busy_errors(),
+        );
+        out.push_str(
+            "# HELP stoa_http_requests_total HTTP requests by method, route and status.\n\
+             # TYPE stoa_http_requests_total counter\n",
+        );
+        for ((method, route, status), count) in self.requests.lock().expect("metrics lock").iter() {
             let _ = writeln!(
                 out,
-                "# HELP stoa_{name} {help}\n# TYPE stoa_{name} counter\nstoa_{name} {}",
-                counter.get()
+                "stoa_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
             );
         }
         out

@@ -78,9 +78,14 @@ pub async fn open(
     };
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(QUEUE);
-    let opening = opening_frames(cursor, resync, streams.ping_interval);
+    let connection = uuid::Uuid::now_v7();
+    let opening = opening_frames(connection, cursor, resync, &streams);
     streams.metrics.streams_opened.add(1);
-    tokio::spawn(run(streams, guard, tx, opening, cursor, audience));
+    tracing::info!(%connection, from = cursor, resync, thread = ?audience.thread, "stream opened");
+    tokio::spawn(async move {
+        run(streams, guard, tx, opening, cursor, audience).await;
+        tracing::info!(%connection, "stream closed");
+    });
 
     let mut response = warp::reply::stream(ReceiverStream::new(rx)).into_response();
     let headers = response.headers_mut();
@@ -98,16 +103,19 @@ pub async fn open(
 }
 
 /// `retry:` (jittered, so a restart does not bring every client back in the
-/// same instant), `connected`, and `resync` when the position was unusable.
-fn opening_frames(cursor: i64, resync: bool, ping_interval: Duration) -> Bytes {
+/// same instant), `connected`, the online count, and `resync` when the
+/// position was unusable.
+fn opening_frames(connection: uuid::Uuid, cursor: i64, resync: bool, streams: &Streams) -> Bytes {
+    let ping_interval = streams.ping_interval;
     let retry_ms = rand::thread_rng().gen_range(1000..4000);
     let connected = format!(
-        r#"{{"connectionId":"{}","lastEventId":{cursor},"pingInterval":{}}}"#,
-        uuid::Uuid::now_v7(),
+        r#"{{"connectionId":"{connection}","lastEventId":{cursor},"pingInterval":{}}}"#,
         ping_interval.as_millis()
     );
     let mut frames = format!("retry: {retry_ms}\n\n");
     frames.push_str(&message("connected", &connected));
+    let online = streams.hub.connections();
+    frames.push_str(&message("presence", &format!(r#"{{"online":{online}}}"#)));
     if resync {
         frames.push_str(&message(
             "resync",
@@ -203,6 +211,7 @@ async fn catch_up(
                     Err(error) => {
                         // The client resumes by its last id on reconnect.
                         tracing::warn!(%error, "reading the outbox for a stream failed; closing it");
+                        streams.metrics.lagging_streams_closed.add(1);
                         return Err(Closed);
                     }
                 };

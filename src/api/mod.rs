@@ -51,12 +51,52 @@ pub fn routes(
         .recover(error::recover)
         .unify();
     let origins = state.config.cors_origins.clone();
-    warp::header::headers_cloned().and(api).map(
-        move |headers: warp::http::HeaderMap, response: Response| {
+    let metrics = state.metrics.clone();
+    let log = warp::log::custom(move |info| {
+        let route = route_label(info.path());
+        let status = info.status().as_u16();
+        metrics.record_request(info.method().as_str(), route, status);
+        tracing::debug!(method = %info.method(), route, status, elapsed = ?info.elapsed(), "request");
+    });
+    warp::header::headers_cloned()
+        .and(api)
+        .map(move |headers: warp::http::HeaderMap, response: Response| {
             let origin = headers.get("origin").and_then(|value| value.to_str().ok());
             with_cors(&origins, origin, response)
-        },
-    )
+        })
+        .with(log)
+        .map(Reply::into_response)
+}
+
+/// A request path with its ids taken out, so metrics have one series per
+/// endpoint rather than one per thread.
+fn route_label(path: &str) -> &'static str {
+    const FIXED: &[&str] = &[
+        "/",
+        "/healthz",
+        "/metrics",
+        "/api/auth/register",
+        "/api/auth/login",
+        "/api/auth/logout",
+        "/api/auth/me",
+        "/api/community/threads",
+        "/api/community/comment",
+        "/api/community/like",
+        "/api/community/events",
+        "/api/community/stats",
+    ];
+    if let Some(fixed) = FIXED.iter().find(|fixed| **fixed == path) {
+        return fixed;
+    }
+    if path.starts_with("/api/community/threads/") {
+        "/api/community/threads/:id"
+    } else if path.starts_with("/api/community/comments/") {
+        "/api/community/comments/:id"
+    } else if path.starts_with("/assets/") {
+        "/assets/:name"
+    } else {
+        "other"
+    }
 }
 
 /// The body as JSON of type `T`: `Content-Type: application/json`, at most

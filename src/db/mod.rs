@@ -14,7 +14,7 @@ pub mod threads;
 pub mod users;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,10 +50,20 @@ impl std::fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
+static BUSY_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// How many database operations have given up on a lock (for `/metrics`).
+pub fn busy_errors() -> u64 {
+    BUSY_ERRORS.load(Ordering::Relaxed)
+}
+
 impl From<rusqlite::Error> for DbError {
     fn from(error: rusqlite::Error) -> DbError {
         match error.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => DbError::Busy,
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                BUSY_ERRORS.fetch_add(1, Ordering::Relaxed);
+                DbError::Busy
+            }
             Some(ErrorCode::ConstraintViolation)
                 if error.to_string().contains("UNIQUE constraint") =>
             {

@@ -253,6 +253,13 @@ async fn health_and_metrics_report_on_the_server() {
         .unwrap();
     assert!(metrics.contains("stoa_open_streams 1"), "{metrics}");
     assert!(metrics.contains("stoa_streams_opened_total 1"), "{metrics}");
+    let created =
+        r#"stoa_http_requests_total{method="POST",route="/api/community/threads",status="201"} 1"#;
+    assert!(metrics.contains(created), "{metrics}");
+    assert!(
+        metrics.contains("stoa_events_published_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

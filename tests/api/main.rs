@@ -14,3 +14,5 @@ mod stream;
 mod forum;
 // The real binary killed with SIGKILL mid-write.
 mod crash;
+// The real binary: SIGTERM under load, two processes on one database.
+mod process;

@@ -344,3 +344,13 @@ async fn an_oversized_request_head_is_refused() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_new_stream_is_told_the_online_count_at_once() {
+    let app = spawn_app().await;
+    let _first = app.events("", &[]).await;
+    let mut second = app.events("", &[]).await;
+    let presence = second.next().await;
+    assert_eq!(presence.kind(), "presence");
+    assert_eq!(presence.json()["data"]["online"], 2);
+}

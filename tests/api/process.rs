@@ -1,0 +1,145 @@
+//! The real binary as an operator runs it: SIGTERM under load, and two
+//! processes sharing one database file.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::start_binary;
+use crate::sse_client::SseStream;
+
+async fn register(client: &reqwest::Client, addr: std::net::SocketAddr, name: &str) -> String {
+    let body: Value = client
+        .post(format!("http://{addr}/api/auth/register"))
+        .json(&json!({"username": name, "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+async fn post_thread(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    token: &str,
+    title: &str,
+) -> StatusCode {
+    client
+        .post(format!("http://{addr}/api/community/threads"))
+        .bearer_auth(token)
+        .json(&json!({"title": title, "content": "c"}))
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stoa.db");
+    let (mut child, addr) = start_binary(&db).await;
+    let client = reqwest::Client::new();
+    let token = register(&client, addr, "writer").await;
+    let mut streams = Vec::new();
+    for _ in 0..200 {
+        streams.push(SseStream::connect(addr, "/api/community/events", &[]).await);
+    }
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (client, token, acknowledged) = (client.clone(), token.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let title = format!("w{w}-{n}");
+                match post_thread(&client, addr, &token, &title).await {
+                    StatusCode::CREATED => acknowledged.lock().unwrap().push(title),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.id().unwrap().to_string();
+    let signalled = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(signalled.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stoa exits within 10 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    for stream in &mut streams {
+        assert!(
+            stream.ends_within(Duration::from_secs(2)).await,
+            "every stream is ended"
+        );
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(!acknowledged.is_empty());
+
+    let (_restarted, addr) = start_binary(&db).await;
+    let mut stream = SseStream::connect(addr, "/api/community/events?lastEventId=0", &[]).await;
+    assert_eq!(stream.next().await.kind(), "connected");
+    let mut replayed = Vec::new();
+    while replayed.len() < acknowledged.len() {
+        let event = stream.next_event().await.json();
+        replayed.push(event["data"]["title"].as_str().unwrap().to_string());
+    }
+    let mut expected = acknowledged.clone();
+    expected.sort();
+    replayed.sort();
+    assert_eq!(
+        replayed, expected,
+        "exactly the acknowledged writes are stored and replay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_on_one_database_stream_every_write_in_the_same_order_with_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stoa.db");
+    let (_first, a) = start_binary(&db).await;
+    let (_second, b) = start_binary(&db).await;
+    let client = reqwest::Client::new();
+    let token = register(&client, a, "alice").await;
+    let mut on_a = SseStream::connect(a, "/api/community/events", &[]).await;
+    let mut on_b = SseStream::connect(b, "/api/community/events", &[]).await;
+    assert_eq!(on_a.next().await.kind(), "connected");
+    assert_eq!(on_b.next().await.kind(), "connected");
+    for n in 0..20 {
+        let through = if n % 2 == 0 { a } else { b };
+        assert_eq!(
+            post_thread(&client, through, &token, &format!("t{n}")).await,
+            StatusCode::CREATED
+        );
+    }
+    let mut seen_a = Vec::new();
+    let mut seen_b = Vec::new();
+    for _ in 0..20 {
+        let (x, y) = (on_a.next_event().await, on_b.next_event().await);
+        seen_a.push((x.id_number().unwrap(), x.json()["data"]["title"].clone()));
+        seen_b.push((y.id_number().unwrap(), y.json()["data"]["title"].clone()));
+    }
+    assert_eq!(seen_a, seen_b);
+    let titles: Vec<Value> = (0..20).map(|n| json!(format!("t{n}"))).collect();
+    assert_eq!(
+        seen_a.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>(),
+        titles
+    );
+    assert_eq!(
+        seen_a.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<i64>>()
+    );
+}
