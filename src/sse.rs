@@ -245,6 +245,22 @@ mod tests {
         assert_eq!(position(None, None).unwrap(), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_position_text_is_parsed_or_refused_never_misread(raw in "\\PC{0,24}") {
+            let parsed = position(Some(&raw), None);
+            let trimmed = raw.trim();
+            let valid = !trimmed.is_empty()
+                && trimmed.bytes().all(|b| b.is_ascii_digit())
+                && trimmed.parse::<i64>().is_ok();
+            match parsed {
+                Ok(Some(id)) => proptest::prop_assert!(valid && trimmed.parse::<i64>() == Ok(id)),
+                Ok(None) => proptest::prop_assert!(trimmed.is_empty()),
+                Err(_) => proptest::prop_assert!(!valid),
+            }
+        }
+    }
+
     #[test]
     fn a_malformed_position_is_refused() {
         for bad in ["-1", "abc", "1.5", "+3", "99999999999999999999"] {

@@ -212,3 +212,23 @@ pub fn removal(outcome: Result<Removal, DbError>, what: &str) -> Result<Response
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_cursor_text_decodes_or_is_refused(raw in "\\PC{0,40}") {
+            if let Ok(cursor) = decode_cursor(&raw) {
+                proptest::prop_assert_eq!(encode_cursor(&cursor), raw);
+            }
+        }
+
+        #[test]
+        fn every_cursor_survives_the_round_trip(at in "[0-9T:.Z-]{1,24}", id in "[^|]{1,36}") {
+            let cursor = Cursor { created_at: at, id };
+            proptest::prop_assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
+        }
+    }
+}

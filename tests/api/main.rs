@@ -16,3 +16,5 @@ mod forum;
 mod crash;
 // The real binary: SIGTERM under load, two processes on one database.
 mod process;
+// Property tests: bad input of every kind, and consistency after any calls.
+mod properties;
