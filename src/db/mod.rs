@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod sessions;
 pub mod threads;
 pub mod users;
+mod writer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -28,7 +29,7 @@ const READERS: usize = 3;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A database failure, classified once for every caller.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum DbError {
     /// The database stayed locked past the busy timeout.
     Busy,
@@ -107,7 +108,7 @@ pub fn apply_schema(conn: &Connection) -> DbResult<()> {
 #[derive(Clone)]
 pub struct Db {
     path: Arc<Path>,
-    writer: tokio_rusqlite::Connection,
+    writer: writer::Writer,
     readers: Arc<[tokio_rusqlite::Connection]>,
     next_reader: Arc<AtomicUsize>,
     written: Arc<Notify>,
@@ -116,10 +117,10 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the database file and applies the schema.
     pub async fn open(path: &Path) -> DbResult<Db> {
-        let setup = open_connection(path)?;
-        apply_schema(&setup)?;
-        drop(setup);
-        let writer = Self::open_async(path).await?;
+        let conn = open_connection(path)?;
+        apply_schema(&conn)?;
+        let written = Arc::new(Notify::new());
+        let writer = writer::Writer::start(conn, written.clone());
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(Self::open_async(path).await?);
@@ -129,7 +130,7 @@ impl Db {
             writer,
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
-            written: Arc::new(Notify::new()),
+            written,
         })
     }
 
@@ -162,27 +163,15 @@ impl Db {
         self.written.clone()
     }
 
-    /// Runs `f` in one write transaction; commits only if it returns `Ok`.
+    /// Runs `f` in a write transaction (possibly shared with other writes,
+    /// see `writer.rs`); its changes are kept only if it returns `Ok`, and
+    /// it returns only after they are committed.
     pub async fn write<T, F>(&self, f: F) -> DbResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction) -> DbResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
     {
-        let result = self
-            .writer
-            .call(move |conn| {
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let value = f(&tx)?;
-                tx.commit()?;
-                Ok::<_, DbError>(value)
-            })
-            .await
-            .map_err(DbError::from);
-        if result.is_ok() {
-            self.written.notify_one();
-        }
-        result
+        self.writer.write(f).await
     }
 
     /// Runs `f` in one read transaction, so everything it reads is one
@@ -205,14 +194,17 @@ impl Db {
     }
 
     /// Checkpoints the WAL into the main file (on shutdown).
+    /// (A checkpoint cannot run inside the writer's transactions, so it
+    /// uses a connection of its own; every write has been answered by then.)
     pub async fn checkpoint(&self) -> DbResult<()> {
-        self.writer
-            .call(|conn| {
-                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-                Ok::<_, DbError>(())
-            })
-            .await
-            .map_err(DbError::from)
+        let path = self.path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let conn = open_connection(&path)?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| DbError::Other(e.to_string()))?
     }
 }
 
