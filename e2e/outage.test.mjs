@@ -39,6 +39,23 @@ async function dotColour(page) {
   return rgb;
 }
 
+/**
+ * Waits until the dot shows `colour`. The status text and the dot change
+ * together, but signing up restarts the stream (a private stream for the
+ * new user), so a "Live" seen just before that restart can turn yellow a
+ * moment later: wait for the colour to hold rather than read it once.
+ */
+async function waitForDot(page, colour, timeout = 15000) {
+  const deadline = Date.now() + timeout;
+  let seen;
+  while (Date.now() < deadline) {
+    seen = await dotColour(page);
+    if (seen === colour) return;
+    await page.waitForTimeout(100);
+  }
+  assert.equal(seen, colour, `the dot should turn ${colour}`);
+}
+
 /** While the main server is down: a third client writes through another stoa on the same database file. */
 async function writeWhileDown(dbFile, title) {
   const other = await startServer({ db: dbFile });
@@ -72,7 +89,8 @@ async function setup(t) {
   const b = await openPage(ctx, server.url);
   await signUp(b, unique('bob'));
   await b.getByTestId('conn-status').filter({ hasText: /^Live$/ }).waitFor();
-  assert.equal(await dotColour(b), 'green');
+  await waitForDot(b, 'green');
+  await b.getByTestId('conn-status').filter({ hasText: /^Live$/ }).waitFor();
   return { state, ctx, b };
 }
 

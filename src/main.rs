@@ -15,6 +15,12 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,warp::server=off"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
+    // Each open stream is a file descriptor; many systems start processes
+    // with a soft limit of 1024, far below what --max-streams allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the file descriptor limit"),
+    }
     let config = match Config::try_from(&flags) {
         Ok(config) => config,
         Err(message) => {
