@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
 
-use crate::helpers::start_binary;
+use crate::helpers::{post_thread_at, register_at, start_binary};
 use crate::sse_client::SseStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -17,16 +16,7 @@ async fn a_kill_9_loses_no_acknowledged_write_and_its_event_replays() {
     let db = dir.path().join("stoa.db");
     let (mut child, addr) = start_binary(&db).await;
     let client = reqwest::Client::new();
-    let registered: serde_json::Value = client
-        .post(format!("http://{addr}/api/auth/register"))
-        .json(&json!({"username": "writer", "password": "password123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = registered["token"].as_str().unwrap().to_string();
+    let token = register_at(&client, addr, "writer").await;
 
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
@@ -35,18 +25,11 @@ async fn a_kill_9_loses_no_acknowledged_write_and_its_event_replays() {
         writers.push(tokio::spawn(async move {
             for n in 0.. {
                 let title = format!("w{w}-{n}");
-                let sent = client
-                    .post(format!("http://{addr}/api/community/threads"))
-                    .bearer_auth(&token)
-                    .json(&json!({"title": title, "content": "must survive"}))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status() == StatusCode::CREATED => {
-                        acknowledged.lock().unwrap().push(title)
-                    }
-                    Ok(response) => panic!("unexpected status {}", response.status()),
-                    Err(_) => return, // the server died mid-request
+                match post_thread_at(&client, addr, &token, &title).await {
+                    StatusCode::CREATED => acknowledged.lock().unwrap().push(title),
+                    // The server died mid-request (or before it).
+                    StatusCode::SERVICE_UNAVAILABLE => return,
+                    other => panic!("unexpected status {other}"),
                 }
             }
         }));

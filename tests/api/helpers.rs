@@ -249,3 +249,38 @@ pub async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr)
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, addr)
 }
+
+/// Signs up `name` on a server started with `start_binary`; returns the token.
+pub async fn register_at(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    name: &str,
+) -> String {
+    let body: Value = client
+        .post(format!("http://{addr}/api/auth/register"))
+        .json(&json!({"username": name, "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// Posts a thread; a failed connection reads as 503.
+pub async fn post_thread_at(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    token: &str,
+    title: &str,
+) -> StatusCode {
+    client
+        .post(format!("http://{addr}/api/community/threads"))
+        .bearer_auth(token)
+        .json(&json!({"title": title, "content": "c"}))
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}

@@ -7,37 +7,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::start_binary;
+use crate::helpers::{post_thread_at, register_at, start_binary};
 use crate::sse_client::SseStream;
-
-async fn register(client: &reqwest::Client, addr: std::net::SocketAddr, name: &str) -> String {
-    let body: Value = client
-        .post(format!("http://{addr}/api/auth/register"))
-        .json(&json!({"username": name, "password": "password123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["token"].as_str().unwrap().to_string()
-}
-
-async fn post_thread(
-    client: &reqwest::Client,
-    addr: std::net::SocketAddr,
-    token: &str,
-    title: &str,
-) -> StatusCode {
-    client
-        .post(format!("http://{addr}/api/community/threads"))
-        .bearer_auth(token)
-        .json(&json!({"title": title, "content": "c"}))
-        .send()
-        .await
-        .map(|r| r.status())
-        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exits_0() {
@@ -45,7 +16,7 @@ async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exit
     let db = dir.path().join("stoa.db");
     let (mut child, addr) = start_binary(&db).await;
     let client = reqwest::Client::new();
-    let token = register(&client, addr, "writer").await;
+    let token = register_at(&client, addr, "writer").await;
     let mut streams = Vec::new();
     for _ in 0..200 {
         streams.push(SseStream::connect(addr, "/api/community/events", &[]).await);
@@ -57,7 +28,7 @@ async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exit
         writers.push(tokio::spawn(async move {
             for n in 0.. {
                 let title = format!("w{w}-{n}");
-                match post_thread(&client, addr, &token, &title).await {
+                match post_thread_at(&client, addr, &token, &title).await {
                     StatusCode::CREATED => acknowledged.lock().unwrap().push(title),
                     _ => return,
                 }
@@ -113,7 +84,7 @@ async fn two_processes_on_one_database_stream_every_write_in_the_same_order_with
     let (_first, a) = start_binary(&db).await;
     let (_second, b) = start_binary(&db).await;
     let client = reqwest::Client::new();
-    let token = register(&client, a, "alice").await;
+    let token = register_at(&client, a, "alice").await;
     let mut on_a = SseStream::connect(a, "/api/community/events", &[]).await;
     let mut on_b = SseStream::connect(b, "/api/community/events", &[]).await;
     assert_eq!(on_a.next().await.kind(), "connected");
@@ -121,7 +92,7 @@ async fn two_processes_on_one_database_stream_every_write_in_the_same_order_with
     for n in 0..20 {
         let through = if n % 2 == 0 { a } else { b };
         assert_eq!(
-            post_thread(&client, through, &token, &format!("t{n}")).await,
+            post_thread_at(&client, through, &token, &format!("t{n}")).await,
             StatusCode::CREATED
         );
     }

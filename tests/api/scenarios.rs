@@ -245,18 +245,19 @@ impl Runner {
         Ok((query, headers))
     }
 
-    async fn connect(&mut self, name: &str, step: &Value) -> StepResult {
-        let (query, headers) = self.client_request(step).await?;
+    /// Opens a stream and checks its opening: `retry:`, then `connected`
+    /// without an id.
+    async fn open_stream(
+        &self,
+        query: &str,
+        headers: &[(String, String)],
+    ) -> Result<(SseStream, Value), String> {
         let borrowed: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let mut stream = SseStream::connect(
-            self.app().addr,
-            &format!("/api/community/events{query}"),
-            &borrowed,
-        )
-        .await;
+        let path = format!("/api/community/events{query}");
+        let mut stream = SseStream::connect(self.app().addr, &path, &borrowed).await;
         let connected = stream.next().await;
         if connected.kind() != "connected" || connected.id.is_some() {
             return Err(format!(
@@ -266,8 +267,14 @@ impl Runner {
         if stream.retry.is_none() {
             return Err("the stream should open with a retry: field".into());
         }
+        Ok((stream, connected.json()))
+    }
+
+    async fn connect(&mut self, name: &str, step: &Value) -> StepResult {
+        let (query, headers) = self.client_request(step).await?;
+        let (stream, connected) = self.open_stream(&query, &headers).await?;
         if let Some(at) = step["connectedAt"].as_i64() {
-            let got = &connected.json()["data"]["lastEventId"];
+            let got = &connected["data"]["lastEventId"];
             if got != &json!(at) {
                 return Err(format!("connected.lastEventId should be {at}, got {got}"));
             }
@@ -322,20 +329,7 @@ impl Runner {
             headers.push(("Last-Event-ID".into(), client.last_event_id.clone()));
         }
         let query = client.query.clone();
-        let borrowed: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let mut stream = SseStream::connect(
-            self.app().addr,
-            &format!("/api/community/events{query}"),
-            &borrowed,
-        )
-        .await;
-        let connected = stream.next().await;
-        if connected.kind() != "connected" {
-            return Err(format!("expected `connected`, got {connected:?}"));
-        }
+        let (stream, _) = self.open_stream(&query, &headers).await?;
         let client = self.clients.get_mut(name).unwrap();
         client.stream = Some(stream);
         client.headers = headers;
