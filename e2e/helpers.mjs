@@ -7,6 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -117,6 +118,26 @@ export async function startServerOnPort(opts) {
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+}
+
+/**
+ * A stoa on a fresh database and a browser for one test file: started
+ * before its tests, stopped after them. Read `env.server`, `env.browser`
+ * and `env.db` inside the tests.
+ */
+export function serverAndBrowser(serverOptions = {}) {
+  const env = {};
+  before(async () => {
+    env.db = tempDb();
+    env.server = await startServer({ db: env.db.file, ...serverOptions });
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+    env.db?.cleanup();
+  });
+  return env;
 }
 
 export async function launchBrowser() {

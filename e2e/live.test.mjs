@@ -1,12 +1,9 @@
 // Two people, two browsers: what one does shows up live for the other.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   T,
-  startServer,
-  tempDb,
-  launchBrowser,
   newContext,
   openPage,
   signUp,
@@ -14,28 +11,17 @@ import {
   threadCard,
   unique,
   snapOnFailure,
+  serverAndBrowser,
 } from './helpers.mjs';
 
-let server, db, browser;
-
-before(async () => {
-  db = tempDb();
-  server = await startServer({ db: db.file });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  db?.cleanup();
-});
+const env = serverAndBrowser();
 
 test('A posts a thread; B sees it live with a toast, comments and likes; A sees the counts change', async (t) => {
-  const ctxA = await newContext(browser);
-  const ctxB = await newContext(browser);
+  const ctxA = await newContext(env.browser);
+  const ctxB = await newContext(env.browser);
   t.after(() => Promise.all([ctxA.close(), ctxB.close()]));
-  const a = await openPage(ctxA, server.url);
-  const b = await openPage(ctxB, server.url);
+  const a = await openPage(ctxA, env.server.url);
+  const b = await openPage(ctxB, env.server.url);
   try {
     await signUp(a, unique('alice'));
     await signUp(b, unique('bob'));
@@ -92,9 +78,9 @@ test('A posts a thread; B sees it live with a toast, comments and likes; A sees 
 });
 
 test('sign-up errors show next to the field; taken username is a 409 on the username field', async (t) => {
-  const ctx = await newContext(browser);
+  const ctx = await newContext(env.browser);
   t.after(() => ctx.close());
-  const page = await openPage(ctx, server.url);
+  const page = await openPage(ctx, env.server.url);
   try {
     // 422 from the server: a username with characters it does not allow.
     await page.getByTestId('auth-username').fill('no spaces!');
@@ -116,8 +102,8 @@ test('sign-up errors show next to the field; taken username is a 409 on the user
 
     // 409: the username is taken.
     const name = unique('taken');
-    const other = await newContext(browser);
-    const p2 = await openPage(other, server.url);
+    const other = await newContext(env.browser);
+    const p2 = await openPage(other, env.server.url);
     await signUp(p2, name);
     await other.close();
     await page.getByTestId('auth-username').fill(name);
@@ -139,11 +125,11 @@ test('sign-up errors show next to the field; taken username is a 409 on the user
 });
 
 test('deleting my thread removes it live in the other context; load more pages through older threads', async (t) => {
-  const ctxA = await newContext(browser);
-  const ctxB = await newContext(browser);
+  const ctxA = await newContext(env.browser);
+  const ctxB = await newContext(env.browser);
   t.after(() => Promise.all([ctxA.close(), ctxB.close()]));
-  const a = await openPage(ctxA, server.url);
-  const b = await openPage(ctxB, server.url);
+  const a = await openPage(ctxA, env.server.url);
+  const b = await openPage(ctxB, env.server.url);
   try {
     await signUp(a, unique('del'));
     const title = `Delete me ${unique('d')}`;
@@ -172,7 +158,7 @@ test('deleting my thread removes it live in the other context; load more pages t
         [`${prefix} #${i}`],
       );
     }
-    const c = await openPage(ctxB, server.url);
+    const c = await openPage(ctxB, env.server.url);
     const before = await c.getByTestId('thread').count();
     assert.equal(before, 20);
     await c.getByTestId('load-more').click();

@@ -1,31 +1,17 @@
 // Screenshots of the page with the demo data, desktop and phone, light and
 // dark, saved to e2e/artifacts/ for a person to look at (and one for the README).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer,
-  tempDb,
-  launchBrowser,
   newContext,
   openPage,
   threadCard,
   artifactPath,
+  serverAndBrowser,
 } from './helpers.mjs';
 
-let server, db, browser;
-
-before(async () => {
-  db = tempDb();
-  server = await startServer({ db: db.file, demo: true });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  db?.cleanup();
-});
+const env = serverAndBrowser({ demo: true });
 
 const VIEWPORTS = {
   desktop: { width: 1280, height: 800 },
@@ -35,7 +21,7 @@ const VIEWPORTS = {
 for (const [device, viewport] of Object.entries(VIEWPORTS)) {
   for (const colorScheme of ['light', 'dark']) {
     test(`screenshots: ${device} ${colorScheme}`, async (t) => {
-      const ctx = await newContext(browser, {
+      const ctx = await newContext(env.browser, {
         viewport,
         colorScheme,
         deviceScaleFactor: device === 'phone' ? 2 : 1,
@@ -45,14 +31,14 @@ for (const [device, viewport] of Object.entries(VIEWPORTS)) {
       t.after(() => ctx.close());
 
       // Signed out: what a first visitor sees.
-      const page = await openPage(ctx, server.url);
+      const page = await openPage(ctx, env.server.url);
       await threadCard(page, 'Welcome to stoa').waitFor();
       assert.ok((await page.getByTestId('thread').count()) >= 3, 'demo threads are shown');
       await settle(page);
       await page.screenshot({ path: artifactPath(`${device}-${colorScheme}-signed-out.png`) });
 
       // Signed in as a demo user, with a thread open.
-      const login = await ctx.request.post(`${server.url}/api/auth/login`, {
+      const login = await ctx.request.post(`${env.server.url}/api/auth/login`, {
         data: { username: 'ada', password: 'demo-password' },
       });
       assert.equal(login.status(), 200);

@@ -2,13 +2,10 @@
 // one tab holds the stream and passes events to the others; when it closes,
 // another takes over without losing or doubling anything.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   T,
-  startServer,
-  tempDb,
-  launchBrowser,
   newContext,
   threadCard,
   unique,
@@ -18,22 +15,11 @@ import {
   eventually,
   waitLive,
   snapOnFailure,
+  serverAndBrowser,
 } from './helpers.mjs';
 
 const TABS = 10;
-let server, db, browser;
-
-before(async () => {
-  db = tempDb();
-  server = await startServer({ db: db.file });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  db?.cleanup();
-});
+const env = serverAndBrowser();
 
 /** Waits until every page shows the thread, exactly once, and nothing twice. */
 async function allShowOnce(pages, title) {
@@ -46,9 +32,9 @@ async function allShowOnce(pages, title) {
 }
 
 test('ten tabs share one stream, all live; closing the tab that holds it leaves nine live, nothing missed or doubled', async (t) => {
-  const ctx = await newContext(browser);
+  const ctx = await newContext(env.browser);
   t.after(() => ctx.close());
-  // Which tab opened an event stream: the browser's own record of requests.
+  // Which tab opened an event stream: the env.browser's own record of requests.
   const streamsOpened = new Map(); // page -> [urls]
   const pages = [];
   for (let i = 0; i < TABS; i++) {
@@ -61,13 +47,13 @@ test('ten tabs share one stream, all live; closing the tab that holds it leaves 
   }
   try {
     // All ten at once.
-    await Promise.all(pages.map((p) => p.goto(server.url)));
+    await Promise.all(pages.map((p) => p.goto(env.server.url)));
     await Promise.all(pages.map((p) => waitLive(p, 30000)));
     const protocol = await pages[0].evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
     assert.equal(protocol, 'http/1.1');
 
     const s1 = await eventually(async () => {
-      const s = await stats(server.url);
+      const s = await stats(env.server.url);
       return s.connections === 1 && s;
     }, { message: 'stats.connections === 1' });
     assert.equal(s1.connections, 1, 'one stream for ten tabs');
@@ -75,9 +61,9 @@ test('ten tabs share one stream, all live; closing the tab that holds it leaves 
     assert.equal(holders.length, 1, 'exactly one tab opened a stream');
     const leader = holders[0];
 
-    const { token } = await apiRegister(server.url, unique('poster'));
+    const { token } = await apiRegister(env.server.url, unique('poster'));
     const first = `For all ten tabs ${unique('a')}`;
-    await apiPostThread(server.url, token, first);
+    await apiPostThread(env.server.url, token, first);
     await allShowOnce(pages, first);
     await Promise.all(pages.map((p) => p.getByTestId('toast').filter({ hasText: first }).waitFor()));
 
@@ -85,7 +71,7 @@ test('ten tabs share one stream, all live; closing the tab that holds it leaves 
     await leader.close();
     const rest = pages.filter((p) => p !== leader);
     const during = `Posted during the hand-over ${unique('b')}`;
-    await apiPostThread(server.url, token, during);
+    await apiPostThread(env.server.url, token, during);
 
     const next = await eventually(() => rest.find((p) => streamsOpened.get(p).length > 0), {
       message: 'another tab to open the stream',
@@ -93,15 +79,15 @@ test('ten tabs share one stream, all live; closing the tab that holds it leaves 
     const resumeFrom = new URL(streamsOpened.get(next)[0]).searchParams.get('lastEventId');
     assert.ok(resumeFrom, 'the new holder resumes from a position');
     await Promise.all(rest.map((p) => waitLive(p)));
-    await eventually(async () => (await stats(server.url)).connections === 1, { message: 'one stream again' });
+    await eventually(async () => (await stats(env.server.url)).connections === 1, { message: 'one stream again' });
     assert.equal(rest.filter((p) => streamsOpened.get(p).length > 0).length, 1, 'exactly one tab took over');
 
     const after = `After the hand-over ${unique('c')}`;
-    await apiPostThread(server.url, token, after);
+    await apiPostThread(env.server.url, token, after);
     for (const title of [first, during, after]) await allShowOnce(rest, title);
     const counts = await Promise.all(rest.map((p) => p.getByTestId('thread').count()));
     assert.deepEqual(counts, rest.map(() => 3), 'every tab shows the same three threads');
-    assert.equal((await stats(server.url)).connections, 1);
+    assert.equal((await stats(env.server.url)).connections, 1);
     assert.deepEqual(ctx.errors, []);
   } catch (err) {
     for (const [i, p] of pages.entries()) if (!p.isClosed()) await snapOnFailure(p, `tabs-${i}`);

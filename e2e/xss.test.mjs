@@ -1,11 +1,8 @@
 // User text is shown as text: markup in a title runs nothing and builds nothing.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer,
-  tempDb,
-  launchBrowser,
   newContext,
   openPage,
   signUp,
@@ -13,32 +10,21 @@ import {
   threadCard,
   unique,
   snapOnFailure,
+  serverAndBrowser,
 } from './helpers.mjs';
 
-let server, db, browser;
-
-before(async () => {
-  db = tempDb();
-  server = await startServer({ db: db.file });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  db?.cleanup();
-});
+const env = serverAndBrowser();
 
 const TITLE = '<img src=x onerror=alert(1)>';
 const CONTENT = '<script>alert(2)</script><b onmouseover=alert(3)>bold?</b>';
 
 test('a title of <img src=x onerror=alert(1)> shows literally, fires no dialog and creates no <img>', async (t) => {
-  const ctxA = await newContext(browser);
-  const ctxB = await newContext(browser);
+  const ctxA = await newContext(env.browser);
+  const ctxB = await newContext(env.browser);
   t.after(() => Promise.all([ctxA.close(), ctxB.close()]));
   const dialogs = [];
-  const a = await openPage(ctxA, server.url);
-  const b = await openPage(ctxB, server.url);
+  const a = await openPage(ctxA, env.server.url);
+  const b = await openPage(ctxB, env.server.url);
   for (const p of [a, b]) {
     p.on('dialog', async (d) => {
       dialogs.push(d.message());
@@ -51,7 +37,7 @@ test('a title of <img src=x onerror=alert(1)> shows literally, fires no dialog a
     // B gets it live (card and toast), a third page loads it from the snapshot.
     await threadCard(b, TITLE).waitFor();
     await b.getByTestId('toast').filter({ hasText: TITLE }).waitFor();
-    const c = await openPage(ctxB, server.url);
+    const c = await openPage(ctxB, env.server.url);
     await threadCard(c, TITLE).waitFor();
 
     for (const [name, page] of [
