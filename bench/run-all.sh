@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The standard set: the stoa-vs-Nchan presets (compare.sh), then the
+# stoa-only ones (replay, external), ROUNDS times each; writes the markdown
+# table to stdout and to $WORK/results.md.
+#
+#   bench/run-all.sh                  (about 40 minutes on a 2-core box)
+#   ROUNDS=1 bench/run-all.sh latency  (the named comparison presets only)
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+
+rm -f "$OUT"
+need_nchan
+build
+export SKIP_BUILD=1
+bash "$BENCH_DIR/compare.sh" "$@" >/dev/null
+
+# replay: 1,000,000 events written straight into the outbox before the
+# server starts; one client resumes from 0.
+fill_outbox() { # db rows
+    rm -f "$1" "$1-wal" "$1-shm"
+    sqlite3 "$1" <"$ROOT/schema.sql"
+    sqlite3 "$1" "PRAGMA journal_mode=WAL;
+      WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x < $2 - 1)
+      INSERT INTO outbox (type, thread_id, payload)
+      SELECT 'new_thread', 'replay-thread', json_object(
+          'id', 'replay-' || x, 'title', 'bench ' || x,
+          'content', '#B' || x || ':0# ' || substr(hex(zeroblob(100)), 1, 200),
+          'author', json_object('id', 'replay-user', 'username', 'replay'),
+          'likeCount', 0, 'commentCount', 0, 'likedByMe', json('false'))
+      FROM s;" >/dev/null
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+    LABEL=round$round
+    log "round $round: replay on stoa"
+    fill_outbox "$WORK/stoa.db" 1000000
+    KEEP_DB=1 start_stoa
+    "$BENCH_BIN" replay --target stoa --base "http://127.0.0.1:$STOA_PORT" --pid "$STOA_PID" \
+        --out "$OUT" --label "$LABEL" >/dev/null || log "replay failed"
+    stop_stoa
+
+    for poll in default 10ms; do
+        log "round $round: external (poll $poll) on stoa"
+        if [ "$poll" = default ]; then start_stoa; name=external; else start_stoa --poll-interval "$poll"; name=external-poll$poll; fi
+        "$BENCH_BIN" external --target stoa --base "http://127.0.0.1:$STOA_PORT" --pid "$STOA_PID" \
+            --db "$STOA_DB" --name "$name" --out "$OUT" --label "$LABEL" >/dev/null || log "external failed"
+        stop_stoa
+    done
+done
+
+"$BENCH_BIN" table "$OUT" | tee "$WORK/results.md"
