@@ -33,7 +33,7 @@ start_stoa() {
     local extra=()
     # A per-user write limit, where the server has one, would throttle the
     # writers: turn it off for the benchmark.
-    if "$STOA_BIN" --help 2>/dev/null | grep -q -- '--write-rate'; then extra+=(--write-rate 0); fi
+    if "$STOA_BIN" --help 2>/dev/null | grep -q -- '--write-rate'; then extra+=(--write-rate 0 --sign-in-rate 0); fi
     "$STOA_BIN" --listen "127.0.0.1:$STOA_PORT" --db "$STOA_DB" \
         --max-streams 25000 --max-streams-per-ip 25000 --log-level warn \
         "${extra[@]}" "$@" >>"$WORK/stoa.log" 2>&1 &

@@ -30,7 +30,7 @@ pub struct Flags {
 
     /// How often the outbox is polled for rows written by other processes
     /// (writes through this server are picked up at once).
-    #[arg(long, env = "STOA_POLL_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STOA_POLL_INTERVAL", default_value = "10ms", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
 
     /// An origin allowed to call the API from another site (CORS); repeatable.
@@ -124,7 +124,7 @@ impl Config {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             db: db.into(),
             ping_interval: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(10),
             cors_origins: Vec::new(),
             retention: Duration::from_secs(7 * 24 * 3600),
             retention_events: 1_000_000,

@@ -20,8 +20,14 @@ use tower_service::Service;
 use warp::reply::Response;
 use warp::Filter;
 
-/// Largest request head (request line and headers) accepted.
+/// Largest request head (request line and headers) accepted; also the most
+/// response data hyper buffers per connection.
 pub const MAX_HEAD: usize = 16 * 1024;
+/// Each connection's kernel send buffer (Linux doubles it for bookkeeping).
+/// Left to itself the kernel grows it to megabytes for a reader that stops
+/// reading; bounded, such a stream holds at most this, hyper's buffer and
+/// its own queue of (shared) frames. Plenty for SSE and page loads alike.
+pub const SEND_BUFFER: usize = 16 * 1024;
 /// Longest wait for open connections to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,6 +67,7 @@ pub async fn serve<F>(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
         let service = service.clone();
         let handler = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));

@@ -2,34 +2,40 @@
 //! from a client's position, live events, pings, `resync`, and the framing
 //! of each message (WHATWG HTML, "Server-sent events").
 //!
-//! A stream is a task with a cursor: the id of the last event it has passed.
-//! It sends whatever lies after the cursor, from the hub's in-memory window
-//! when the cursor is inside it, else from the outbox table, then waits for
-//! the hub to move. Replay, live delivery and catching up after a stall are
-//! the same loop, so there is no seam between them where an event could be
-//! lost or sent twice. The stream's body is a small bounded channel: a
-//! reader that stops reading stops its own task, and nobody else's.
+//! A stream is a cursor: the id of the last event it has passed. Its body
+//! ([`EventStream`]) is polled by the connection that sends it, and yields
+//! whatever lies after the cursor: from the hub's in-memory window when the
+//! cursor is inside it, else from the outbox table; when there is nothing,
+//! it waits for the hub to move. Replay, live delivery and catching up after
+//! a stall are the same loop, so there is no seam between them where an
+//! event could be lost or sent twice. Nothing is pushed at a stream: a
+//! reader that stops reading stops being polled, holds its cursor and what
+//! its socket buffers, and delays nobody. There is no task or queue per
+//! stream, only the connection's own.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::Stream;
 use rand::Rng;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
+use tokio::time::{Interval, MissedTickBehavior};
+use tokio_stream::wrappers::WatchStream;
 use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::Reply;
 
 use crate::api::error::ApiError;
-use crate::db::{outbox, Db};
+use crate::db::{outbox, Db, DbResult};
 use crate::hub::{Audience, Event, Hub, Lookup, StreamGuard};
 use crate::metrics::Metrics;
 
-/// Frames queued for a stream's socket; a reader that stops reading holds
-/// at most this many.
-const QUEUE: usize = 16;
 /// Events taken from the hub or the outbox in one go.
 const BATCH: usize = 128;
 
@@ -77,17 +83,13 @@ pub async fn open(
         None => (range.latest, false),
     };
 
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(QUEUE);
     let connection = uuid::Uuid::now_v7();
     let opening = opening_frames(connection, cursor, resync, &streams);
     streams.metrics.streams_opened.add(1);
     tracing::info!(%connection, from = cursor, resync, thread = ?audience.thread, "stream opened");
-    tokio::spawn(async move {
-        run(streams, guard, tx, opening, cursor, audience).await;
-        tracing::info!(%connection, "stream closed");
-    });
+    let body = EventStream::new(streams, guard, connection, opening, cursor, audience);
 
-    let mut response = warp::reply::stream(ReceiverStream::new(rx)).into_response();
+    let mut response = warp::reply::stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         "content-type",
@@ -131,107 +133,154 @@ fn message(kind: &str, data: &str) -> String {
     format!("data: {{\"type\":\"{kind}\",\"data\":{data},\"timestamp\":\"{timestamp}\"}}\n\n")
 }
 
-/// Why a stream stopped sending.
-struct Closed;
+type CatchUp = Pin<Box<dyn Future<Output = DbResult<Vec<outbox::Row>>> + Send + Sync>>;
 
-async fn run(
+/// The body of one stream. Holds its place in the outbox and yields frames
+/// when polled; dropping it (the client went away) closes the stream.
+pub struct EventStream {
     streams: Streams,
     _guard: StreamGuard,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
-    opening: Bytes,
-    mut cursor: i64,
+    connection: uuid::Uuid,
     audience: Audience,
-) {
-    let mut latest = streams.hub.watch_latest();
-    let mut presence = streams.hub.watch_presence();
-    let mut shutdown = streams.shutdown.clone();
-    let mut ping = tokio::time::interval_at(
-        tokio::time::Instant::now() + streams.ping_interval,
-        streams.ping_interval,
-    );
-    if tx.send(Ok(opening)).await.is_err() {
-        return;
-    }
-    loop {
-        latest.borrow_and_update();
-        if catch_up(&streams, &tx, &mut cursor, &audience)
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let sent = tokio::select! {
-            changed = latest.changed() => {
-                if changed.is_err() { return; }
-                Ok(())
-            }
-            _ = presence.changed() => {
-                let count = *presence.borrow_and_update();
-                send(&tx, message("presence", &format!(r#"{{"online":{count}}}"#)).into()).await
-            }
-            _ = ping.tick() => send(&tx, message("ping", "{}").into()).await,
-            _ = shutdown.changed() => return,
-            _ = tx.closed() => return,
-        };
-        if sent.is_err() {
-            return;
-        }
-    }
+    /// The id of the last event passed (sent, or skipped as not wanted).
+    cursor: i64,
+    /// Frames ready to go, in order.
+    ready: VecDeque<Bytes>,
+    /// A read of the outbox for a cursor behind the in-memory window.
+    catching_up: Option<CatchUp>,
+    latest: WatchStream<i64>,
+    presence: WatchStream<usize>,
+    shutdown: WatchStream<bool>,
+    ping: Interval,
 }
 
-/// Sends every wanted event after `cursor`, advancing it.
-async fn catch_up(
-    streams: &Streams,
-    tx: &mpsc::Sender<Result<Bytes, Infallible>>,
-    cursor: &mut i64,
-    audience: &Audience,
-) -> Result<(), Closed> {
-    loop {
-        match streams.hub.after(*cursor, audience, BATCH) {
-            Lookup::Ready(events, next) => {
-                let done = next == *cursor;
-                for event in events {
-                    send(tx, event.frame.clone()).await?;
-                    streams.metrics.events_sent.add(1);
-                }
-                *cursor = next;
-                if done {
-                    return Ok(());
-                }
-            }
-            Lookup::Behind => {
-                streams.metrics.outbox_catch_ups.add(1);
-                let after = *cursor;
-                let rows = match streams
-                    .db
-                    .read(move |tx| outbox::after(tx, after, BATCH))
-                    .await
-                {
-                    Ok(rows) => rows,
-                    Err(error) => {
-                        // The client resumes by its last id on reconnect.
-                        tracing::warn!(%error, "reading the outbox for a stream failed; closing it");
-                        streams.metrics.lagging_streams_closed.add(1);
-                        return Err(Closed);
+impl EventStream {
+    fn new(
+        streams: Streams,
+        guard: StreamGuard,
+        connection: uuid::Uuid,
+        opening: Bytes,
+        cursor: i64,
+        audience: Audience,
+    ) -> EventStream {
+        let start = tokio::time::Instant::now() + streams.ping_interval;
+        let mut ping = tokio::time::interval_at(start, streams.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        EventStream {
+            latest: WatchStream::from_changes(streams.hub.watch_latest()),
+            presence: WatchStream::from_changes(streams.hub.watch_presence()),
+            shutdown: WatchStream::from_changes(streams.shutdown.clone()),
+            streams,
+            _guard: guard,
+            connection,
+            audience,
+            cursor,
+            ready: VecDeque::from([opening]),
+            catching_up: None,
+            ping,
+        }
+    }
+
+    /// Fills `ready` with what lies after the cursor, if anything does;
+    /// `Pending` while an outbox read is in flight; `Err` when the stream
+    /// must close (the read failed: the client resumes by its last id).
+    fn fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        loop {
+            if let Some(read) = &mut self.catching_up {
+                let rows = match read.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(rows)) => rows,
+                    Poll::Ready(Err(error)) => {
+                        tracing::warn!(%error, connection = %self.connection, "reading the outbox for a stream failed; closing it");
+                        self.streams.metrics.lagging_streams_closed.add(1);
+                        return Poll::Ready(Err(()));
                     }
                 };
+                self.catching_up = None;
                 let Some(last) = rows.last().map(|row| row.id) else {
-                    return Ok(());
+                    return Poll::Ready(Ok(()));
                 };
                 for row in rows {
-                    if audience.wants(row.thread_id.as_deref(), row.recipient_id.as_deref()) {
-                        send(tx, Event::from_row(row).frame).await?;
-                        streams.metrics.events_sent.add(1);
+                    if self
+                        .audience
+                        .wants(row.thread_id.as_deref(), row.recipient_id.as_deref())
+                    {
+                        self.ready.push_back(Event::from_row(row).frame);
+                        self.streams.metrics.events_sent.add(1);
                     }
                 }
-                *cursor = last;
+                self.cursor = last;
+                if !self.ready.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            match self.streams.hub.after(self.cursor, &self.audience, BATCH) {
+                Lookup::Ready(events, next) => {
+                    let passed = next != self.cursor;
+                    self.ready
+                        .extend(events.iter().map(|event| event.frame.clone()));
+                    self.streams.metrics.events_sent.add(events.len() as u64);
+                    self.cursor = next;
+                    if !self.ready.is_empty() || !passed {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Lookup::Behind => {
+                    self.streams.metrics.outbox_catch_ups.add(1);
+                    let after = self.cursor;
+                    let db = self.streams.db.clone();
+                    self.catching_up = Some(Box::pin(async move {
+                        db.read(move |tx| outbox::after(tx, after, BATCH)).await
+                    }));
+                }
             }
         }
     }
 }
 
-async fn send(tx: &mpsc::Sender<Result<Bytes, Infallible>>, frame: Bytes) -> Result<(), Closed> {
-    tx.send(Ok(frame)).await.map_err(|_| Closed)
+impl Stream for EventStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if Pin::new(&mut this.shutdown).poll_next(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Some(frame) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            match this.fill(cx) {
+                Poll::Ready(Err(())) => return Poll::Ready(None),
+                Poll::Ready(Ok(())) if !this.ready.is_empty() => continue,
+                Poll::Ready(Ok(())) | Poll::Pending => {}
+            }
+            // Nothing to send now. Wake when the hub moves (checked after
+            // looking, so a publish in between is not missed), the online
+            // count changes, or a ping is due.
+            let waiting_on_read = this.catching_up.is_some();
+            if !waiting_on_read {
+                if let Poll::Ready(Some(_)) = Pin::new(&mut this.latest).poll_next(cx) {
+                    continue;
+                }
+            }
+            if let Poll::Ready(Some(online)) = Pin::new(&mut this.presence).poll_next(cx) {
+                let frame = message("presence", &format!(r#"{{"online":{online}}}"#));
+                return Poll::Ready(Some(Ok(frame.into())));
+            }
+            if this.ping.poll_tick(cx).is_ready() {
+                return Poll::Ready(Some(Ok(message("ping", "{}").into())));
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        tracing::info!(connection = %self.connection, "stream closed");
+    }
 }
 
 #[cfg(test)]

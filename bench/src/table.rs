@@ -98,7 +98,14 @@ pub fn render(files: &[PathBuf]) -> Result<String, String> {
             let record: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
             let preset = record["preset"].as_str().unwrap_or("?").to_string();
             let step = record["step"].as_u64().unwrap_or(0);
-            let target = record["target"].as_str().unwrap_or("?").to_string();
+            // A run labelled with a binary's name (bench/versions.sh) gets a
+            // column of its own, so builds compare side by side.
+            let label = record["label"].as_str().unwrap_or("");
+            let target = if label.starts_with("stoa-") {
+                label.to_string()
+            } else {
+                record["target"].as_str().unwrap_or("?").to_string()
+            };
             groups
                 .entry(preset)
                 .or_default()
@@ -123,11 +130,9 @@ pub fn render(files: &[PathBuf]) -> Result<String, String> {
     let mut out = String::new();
     for preset in presets {
         let steps = &groups[preset];
-        let targets: Vec<String> = ["stoa", "nchan"]
-            .iter()
-            .map(|t| t.to_string())
-            .filter(|t| steps.values().any(|s| s.contains_key(t)))
-            .collect();
+        let mut targets: Vec<String> = steps.values().flat_map(|s| s.keys().cloned()).collect();
+        targets.sort_by_key(|t| (t == "nchan", t.clone()));
+        targets.dedup();
         out.push_str(&format!("\n### {preset}\n\n| step | metric |"));
         for target in &targets {
             out.push_str(&format!(" {target} |"));
