@@ -2,7 +2,7 @@
 
 use tokio_rusqlite::rusqlite::{named_params, params, Connection, OptionalExtension};
 
-use super::{json, DbResult, Json, Removal};
+use super::{cached_execute, cached_row, json, DbResult, Json, Removal};
 
 const LIKED_BY_VIEWER: &str = "json_set(v.json, '$.likedByMe', json(CASE WHEN EXISTS (
     SELECT 1 FROM likes l WHERE l.comment_id = v.id AND l.user_id = :viewer
@@ -16,7 +16,8 @@ pub fn insert(
     author_id: &str,
     content: &str,
 ) -> DbResult<Option<Json>> {
-    let inserted = conn.execute(
+    let inserted = cached_execute(
+        conn,
         "INSERT INTO comments (id, thread_id, author_id, content)
          SELECT ?1, id, ?3, ?4 FROM threads WHERE id = ?2",
         params![id, thread_id, author_id, content],
@@ -24,7 +25,8 @@ pub fn insert(
     if inserted == 0 {
         return Ok(None);
     }
-    Ok(Some(conn.query_row(
+    Ok(Some(cached_row(
+        conn,
         "SELECT json FROM comment_json WHERE id = ?1",
         [id],
         |row| json(row.get(0)?),
@@ -47,18 +49,18 @@ pub fn for_thread(conn: &Connection, thread_id: &str, viewer: Option<&str>) -> D
 
 /// Removes a comment if `user_id` wrote it.
 pub fn delete(conn: &Connection, id: &str, user_id: &str) -> DbResult<Removal> {
-    let author: Option<String> = conn
-        .query_row(
-            "SELECT author_id FROM comments WHERE id = ?1",
-            [id],
-            |row| row.get(0),
-        )
-        .optional()?;
+    let author: Option<String> = cached_row(
+        conn,
+        "SELECT author_id FROM comments WHERE id = ?1",
+        [id],
+        |row| row.get(0),
+    )
+    .optional()?;
     Ok(match author {
         None => Removal::Missing,
         Some(author) if author != user_id => Removal::NotYours,
         Some(_) => {
-            conn.execute("DELETE FROM comments WHERE id = ?1", [id])?;
+            cached_execute(conn, "DELETE FROM comments WHERE id = ?1", [id])?;
             Removal::Removed
         }
     })

@@ -3,7 +3,7 @@
 
 use tokio_rusqlite::rusqlite::{params, Connection, OptionalExtension};
 
-use super::DbResult;
+use super::{cached_execute, cached_row, DbResult};
 
 /// What a like is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,54 +22,60 @@ pub fn set(
 ) -> DbResult<Option<i64>> {
     match target {
         Target::Thread(thread_id) => {
-            let exists: Option<i64> = conn
-                .query_row("SELECT 1 FROM threads WHERE id = ?1", [thread_id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
+            let exists: Option<i64> = cached_row(
+                conn,
+                "SELECT 1 FROM threads WHERE id = ?1",
+                [thread_id],
+                |r| r.get(0),
+            )
+            .optional()?;
             if exists.is_none() {
                 return Ok(None);
             }
             if liked {
-                conn.execute(
+                cached_execute(
+                    conn,
                     "INSERT OR IGNORE INTO likes (user_id, thread_id) VALUES (?1, ?2)",
                     params![user_id, thread_id],
                 )?;
             } else {
-                conn.execute(
+                cached_execute(conn,
                     "DELETE FROM likes WHERE user_id = ?1 AND thread_id = ?2 AND comment_id IS NULL",
                     params![user_id, thread_id],
                 )?;
             }
-            Ok(Some(conn.query_row(
+            Ok(Some(cached_row(
+                conn,
                 "SELECT count(*) FROM likes WHERE thread_id = ?1 AND comment_id IS NULL",
                 [thread_id],
                 |r| r.get(0),
             )?))
         }
         Target::Comment(comment_id) => {
-            let thread_id: Option<String> = conn
-                .query_row(
-                    "SELECT thread_id FROM comments WHERE id = ?1",
-                    [comment_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let thread_id: Option<String> = cached_row(
+                conn,
+                "SELECT thread_id FROM comments WHERE id = ?1",
+                [comment_id],
+                |r| r.get(0),
+            )
+            .optional()?;
             let Some(thread_id) = thread_id else {
                 return Ok(None);
             };
             if liked {
-                conn.execute(
+                cached_execute(conn,
                     "INSERT OR IGNORE INTO likes (user_id, thread_id, comment_id) VALUES (?1, ?2, ?3)",
                     params![user_id, thread_id, comment_id],
                 )?;
             } else {
-                conn.execute(
+                cached_execute(
+                    conn,
                     "DELETE FROM likes WHERE user_id = ?1 AND comment_id = ?2",
                     params![user_id, comment_id],
                 )?;
             }
-            Ok(Some(conn.query_row(
+            Ok(Some(cached_row(
+                conn,
                 "SELECT count(*) FROM likes WHERE comment_id = ?1",
                 [comment_id],
                 |r| r.get(0),

@@ -26,6 +26,8 @@ use tokio_rusqlite::rusqlite::{self, Connection, ErrorCode};
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 
 const READERS: usize = 3;
+/// Prepared statements kept per connection: more than stoa has.
+const STATEMENT_CACHE: usize = 64;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A database failure, classified once for every caller.
@@ -95,7 +97,29 @@ pub fn open_connection(path: &Path) -> DbResult<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// `execute` through the connection's statement cache. Preparing an insert
+/// compiles its triggers into it, which costs more than running it, so the
+/// hot statements are prepared once per connection.
+fn cached_execute(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the connection's statement cache.
+fn cached_row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
 }
 
 /// Applies the schema (every statement is idempotent).
@@ -143,6 +167,7 @@ impl Db {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             Ok::<_, DbError>(())
         })
         .await?;

@@ -3,7 +3,7 @@
 
 use tokio_rusqlite::rusqlite::{params, Connection};
 
-use super::DbResult;
+use super::{cached_execute, cached_row, DbResult};
 
 /// One stored event, with its stream message already built by SQL:
 /// `{"type": ..., "data": <payload>, "timestamp": ...}`.
@@ -57,7 +57,7 @@ impl Range {
 }
 
 pub fn range(conn: &Connection) -> DbResult<Range> {
-    let earliest: Option<i64> = conn.query_row("SELECT min(id) FROM outbox", [], |r| r.get(0))?;
+    let earliest: Option<i64> = cached_row(conn, "SELECT min(id) FROM outbox", [], |r| r.get(0))?;
     Ok(Range {
         earliest,
         latest: latest(conn)?,
@@ -67,16 +67,16 @@ pub fn range(conn: &Connection) -> DbResult<Range> {
 /// The newest id handed out; read inside a snapshot's transaction it is the
 /// position that snapshot reflects.
 pub fn latest(conn: &Connection) -> DbResult<i64> {
-    let latest: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
-            [],
-            |r| r.get(0),
-        )
-        .or_else(|e| match e {
-            tokio_rusqlite::rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            other => Err(other),
-        })?;
+    let latest: Option<i64> = cached_row(
+        conn,
+        "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
+        [],
+        |r| r.get(0),
+    )
+    .or_else(|e| match e {
+        tokio_rusqlite::rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        other => Err(other),
+    })?;
     Ok(latest.unwrap_or(0))
 }
 
@@ -85,7 +85,8 @@ pub fn latest(conn: &Connection) -> DbResult<i64> {
 /// went. Small batches keep each write short.
 pub fn prune(conn: &Connection, cutoff: &str, keep: u64, limit: usize) -> DbResult<usize> {
     let newest_to_drop = latest(conn)? - keep as i64;
-    Ok(conn.execute(
+    Ok(cached_execute(
+        conn,
         "DELETE FROM outbox WHERE id IN (
              SELECT id FROM outbox WHERE created_at < ?1 OR id <= ?2 ORDER BY id LIMIT ?3)",
         params![cutoff, newest_to_drop, limit as i64],

@@ -4,7 +4,7 @@
 use tokio_rusqlite::rusqlite::{params, Connection, OptionalExtension};
 
 use super::users::User;
-use super::DbResult;
+use super::{cached_execute, cached_row, DbResult};
 
 pub fn insert(
     conn: &Connection,
@@ -12,7 +12,8 @@ pub fn insert(
     user_id: &str,
     expires_at: &str,
 ) -> DbResult<()> {
-    conn.execute(
+    cached_execute(
+        conn,
         "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
         params![token_hash, user_id, expires_at],
     )?;
@@ -21,23 +22,27 @@ pub fn insert(
 
 /// The user a live (unexpired) session belongs to.
 pub fn user_for(conn: &Connection, token_hash: &str, now: &str) -> DbResult<Option<User>> {
-    Ok(conn
-        .query_row(
-            "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
+    Ok(cached_row(
+        conn,
+        "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-            params![token_hash, now],
-            |row| {
-                Ok(User {
-                    id: row.get(0)?,
-                    username: row.get(1)?,
-                })
-            },
-        )
-        .optional()?)
+        params![token_hash, now],
+        |row| {
+            Ok(User {
+                id: row.get(0)?,
+                username: row.get(1)?,
+            })
+        },
+    )
+    .optional()?)
 }
 
 pub fn delete(conn: &Connection, token_hash: &str) -> DbResult<()> {
-    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
+    cached_execute(
+        conn,
+        "DELETE FROM sessions WHERE token_hash = ?1",
+        [token_hash],
+    )?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use tokio_rusqlite::rusqlite::{named_params, params, Connection, OptionalExtension};
 
-use super::{json, DbResult, Json, Removal};
+use super::{cached_execute, cached_row, json, DbResult, Json, Removal};
 
 /// Where a page of the newest-first list continues: the last thread shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,15 +23,17 @@ pub fn insert(
     title: &str,
     content: &str,
 ) -> DbResult<Json> {
-    conn.execute(
+    cached_execute(
+        conn,
         "INSERT INTO threads (id, author_id, title, content) VALUES (?1, ?2, ?3, ?4)",
         params![id, author_id, title, content],
     )?;
-    Ok(
-        conn.query_row("SELECT json FROM thread_json WHERE id = ?1", [id], |row| {
-            json(row.get(0)?)
-        })?,
-    )
+    Ok(cached_row(
+        conn,
+        "SELECT json FROM thread_json WHERE id = ?1",
+        [id],
+        |row| json(row.get(0)?),
+    )?)
 }
 
 /// Up to `limit` threads, newest first, strictly after `before`; each with
@@ -67,31 +69,40 @@ pub fn page(
 }
 
 pub fn count(conn: &Connection) -> DbResult<i64> {
-    Ok(conn.query_row("SELECT count(*) FROM threads", [], |row| row.get(0))?)
+    Ok(cached_row(
+        conn,
+        "SELECT count(*) FROM threads",
+        [],
+        |row| row.get(0),
+    )?)
 }
 
 /// One thread as `viewer` sees it.
 pub fn get(conn: &Connection, id: &str, viewer: Option<&str>) -> DbResult<Option<Json>> {
     let sql = format!("SELECT {LIKED_BY_VIEWER} FROM thread_json v WHERE v.id = :id");
-    Ok(conn
-        .query_row(&sql, named_params! {":id": id, ":viewer": viewer}, |row| {
-            json(row.get(0)?)
-        })
-        .optional()?)
+    Ok(cached_row(
+        conn,
+        &sql,
+        named_params! {":id": id, ":viewer": viewer},
+        |row| json(row.get(0)?),
+    )
+    .optional()?)
 }
 
 /// Removes a thread (its comments and likes go with it) if `user_id` wrote it.
 pub fn delete(conn: &Connection, id: &str, user_id: &str) -> DbResult<Removal> {
-    let author: Option<String> = conn
-        .query_row("SELECT author_id FROM threads WHERE id = ?1", [id], |row| {
-            row.get(0)
-        })
-        .optional()?;
+    let author: Option<String> = cached_row(
+        conn,
+        "SELECT author_id FROM threads WHERE id = ?1",
+        [id],
+        |row| row.get(0),
+    )
+    .optional()?;
     Ok(match author {
         None => Removal::Missing,
         Some(author) if author != user_id => Removal::NotYours,
         Some(_) => {
-            conn.execute("DELETE FROM threads WHERE id = ?1", [id])?;
+            cached_execute(conn, "DELETE FROM threads WHERE id = ?1", [id])?;
             Removal::Removed
         }
     })

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use tokio_rusqlite::rusqlite::{params, Connection, OptionalExtension};
 
-use super::DbResult;
+use super::{cached_execute, cached_row, DbResult};
 
 /// A user as every API response shows one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -14,7 +14,8 @@ pub struct User {
 
 /// Adds a user; a taken username (in any letter case) is a `Conflict`.
 pub fn insert(conn: &Connection, user: &User, password_hash: &str) -> DbResult<()> {
-    conn.execute(
+    cached_execute(
+        conn,
         "INSERT INTO users (id, username, password_hash) VALUES (?1, ?2, ?3)",
         params![user.id, user.username, password_hash],
     )?;
@@ -23,21 +24,21 @@ pub fn insert(conn: &Connection, user: &User, password_hash: &str) -> DbResult<(
 
 /// The user and their password hash, for signing in.
 pub fn by_username(conn: &Connection, username: &str) -> DbResult<Option<(User, String)>> {
-    Ok(conn
-        .query_row(
-            "SELECT id, username, password_hash FROM users WHERE username = ?1",
-            [username],
-            |row| {
-                Ok((
-                    User {
-                        id: row.get(0)?,
-                        username: row.get(1)?,
-                    },
-                    row.get(2)?,
-                ))
-            },
-        )
-        .optional()?)
+    Ok(cached_row(
+        conn,
+        "SELECT id, username, password_hash FROM users WHERE username = ?1",
+        [username],
+        |row| {
+            Ok((
+                User {
+                    id: row.get(0)?,
+                    username: row.get(1)?,
+                },
+                row.get(2)?,
+            ))
+        },
+    )
+    .optional()?)
 }
 
 #[cfg(test)]
