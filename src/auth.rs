@@ -26,6 +26,21 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+/// Argon2 takes about 19 MiB and tens of milliseconds per hash; at most
+/// this many run at once, so a burst of sign-ups (from however many
+/// addresses) queues instead of taking the server's memory and cores.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs password work on the blocking pool, a bounded number at a time.
+pub async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = HASHING.acquire().await.map_err(|_| ApiError::internal())?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::internal())
+}
+
 /// A hash of no real password, to verify against when a username is
 /// unknown, so a failed login takes as long either way.
 pub fn decoy_hash() -> String {

@@ -49,15 +49,26 @@ use hub::Hub;
 use limits::{Limits, RateLimiter};
 use metrics::Metrics;
 
-/// What every request handler can reach.
+/// What every request handler can reach. Cloned by every filter a request
+/// passes through, so it is one reference-counted pointer.
 #[derive(Clone)]
-pub struct State {
-    pub config: Arc<Config>,
+pub struct State(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
     pub db: Db,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
-    pub limits: Arc<Limits>,
+    pub limits: Limits,
     shutdown: watch::Receiver<bool>,
+}
+
+impl std::ops::Deref for State {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl State {
@@ -93,20 +104,20 @@ impl App {
             config.max_streams,
             config.max_streams_per_ip,
         ));
-        let limits = Arc::new(Limits {
+        let limits = Limits {
             writes: RateLimiter::new(config.write_rate, config.write_burst),
             sign_ins: RateLimiter::new(config.sign_in_rate, config.sign_in_burst),
-        });
+        };
         Ok(App {
             listener,
-            state: State {
-                config: Arc::new(config),
+            state: State(Arc::new(Shared {
+                config,
                 db,
                 hub,
                 metrics: Arc::new(Metrics::default()),
                 limits,
                 shutdown: shutdown_rx,
-            },
+            })),
             shutdown,
         })
     }

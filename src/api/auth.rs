@@ -53,9 +53,7 @@ async fn handle_register(state: State, body: Credentials) -> Result<Response, Ap
         id: uuid::Uuid::now_v7().to_string(),
         username,
     };
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let hash = auth::off_thread(move || auth::hash_password(&password)).await?;
     let stored = user.clone();
     state
         .db
@@ -93,9 +91,7 @@ async fn handle_login(state: State, body: Credentials) -> Result<Response, ApiEr
         Some((user, hash)) => (Some(user), hash),
         None => (None, auth::decoy_hash()),
     };
-    let verified = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let verified = auth::off_thread(move || auth::verify_password(&password, &hash)).await?;
     match user {
         Some(user) if verified => signed_in(&state, user, StatusCode::OK).await,
         _ => Err(ApiError::unauthorized("wrong username or password")),
