@@ -811,15 +811,7 @@ async fn http_writer(
     let step = &shared.steps[index];
     let mut conn = Conn::new(&url);
     let padding = "x".repeat(pad);
-    loop {
-        let seq = next.fetch_add(1, Ordering::Relaxed);
-        if seq >= step.end {
-            return;
-        }
-        if rate > 0.0 {
-            let due = start + Duration::from_secs_f64((seq - step.start) as f64 / rate);
-            tokio::time::sleep_until(due).await;
-        }
+    while let Some(seq) = next_due(&next, step, rate, start).await {
         let sent = unix_us();
         let body = format!(
             r#"{{"title":"bench {seq}","content":"{} {padding}"}}"#,
@@ -848,6 +840,25 @@ async fn http_writer(
             }
         }
     }
+}
+
+/// Takes the next sequence number of `step` and waits until it is due at
+/// `rate` events/s (at once when `rate` is 0); `None` once the step is done.
+async fn next_due(
+    next: &AtomicU64,
+    step: &StepStats,
+    rate: f64,
+    start: tokio::time::Instant,
+) -> Option<u64> {
+    let seq = next.fetch_add(1, Ordering::Relaxed);
+    if seq >= step.end {
+        return None;
+    }
+    if rate > 0.0 {
+        let due = start + Duration::from_secs_f64((seq - step.start) as f64 / rate);
+        tokio::time::sleep_until(due).await;
+    }
+    Some(seq)
 }
 
 /// Writes through the `sqlite3` shell, one long-lived process fed on its
@@ -882,15 +893,7 @@ async fn sqlite_writer(
     let mut stdin = child.stdin.take().expect("piped");
     let _ = stdin.write_all(b".timeout 5000\n").await;
     let padding = "x".repeat(pad);
-    loop {
-        let seq = next.fetch_add(1, Ordering::Relaxed);
-        if seq >= step.end {
-            break;
-        }
-        if rate > 0.0 {
-            let due = start + Duration::from_secs_f64((seq - step.start) as f64 / rate);
-            tokio::time::sleep_until(due).await;
-        }
+    while let Some(seq) = next_due(&next, step, rate, start).await {
         let sent = unix_us();
         let statement = format!(
             "INSERT INTO threads (id, author_id, title, content) VALUES ('ext-{nonce}-{seq}', '{user}', 'bench {seq}', '{} {padding}');\n",
