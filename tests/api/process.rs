@@ -37,8 +37,9 @@ async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exit
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = child.id().unwrap().to_string();
-    let signalled = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
+    // The shell's own `kill`, so no procps package is needed.
+    let signalled = tokio::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
         .status()
         .await
         .unwrap();
