@@ -240,11 +240,13 @@ async fn cors_headers_go_only_to_configured_origins() {
 async fn health_and_metrics_report_on_the_server() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
+    let mut stream = app.events("", &[]).await;
     app.create_thread(&alice, "t", "c").await;
+    // Once the stream has the event, the tailer has counted it.
+    assert_eq!(stream.next_event().await.kind(), "new_thread");
     let (status, health) = app.request(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["status"], "ok");
-    let _stream = app.events("", &[]).await;
     let metrics = reqwest::get(app.url("/metrics"))
         .await
         .unwrap()
