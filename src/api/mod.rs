@@ -58,11 +58,14 @@ pub fn routes(
         metrics.record_request(info.method().as_str(), route, status);
         tracing::debug!(method = %info.method(), route, status, elapsed = ?info.elapsed(), "request");
     });
-    warp::header::headers_cloned()
+    // An unreadable Origin header counts as none (no CORS headers).
+    let origin = warp::header::optional::<String>("origin")
+        .or(warp::any().map(|| None))
+        .unify();
+    origin
         .and(api)
-        .map(move |headers: warp::http::HeaderMap, response: Response| {
-            let origin = headers.get("origin").and_then(|value| value.to_str().ok());
-            with_cors(&origins, origin, response)
+        .map(move |origin: Option<String>, response: Response| {
+            with_cors(&origins, origin.as_deref(), response)
         })
         .with(log)
         .map(Reply::into_response)
