@@ -160,9 +160,10 @@ async fn resolve(
     ))
 }
 
-/// The viewer of a read: signed in or not (an unknown token reads as
-/// signed out).
-pub fn viewer(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Rejection> + Clone {
+/// The person behind a request, and where their token came from.
+fn identified(
+    state: State,
+) -> impl Filter<Extract = ((Viewer, Option<Source>),), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::cookie::optional::<String>(COOKIE))
         .and_then(move |authorization, cookie| {
@@ -170,10 +171,15 @@ pub fn viewer(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Re
             async move {
                 resolve(db, presented_token(authorization, cookie))
                     .await
-                    .map(|(viewer, _)| viewer)
                     .map_err(warp::reject::custom)
             }
         })
+}
+
+/// The viewer of a read: signed in or not (an unknown token reads as
+/// signed out).
+pub fn viewer(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Rejection> + Clone {
+    identified(state).map(|(viewer, _): (Viewer, Option<Source>)| viewer)
 }
 
 /// The signed-in author of a write, within their write rate. A
@@ -181,16 +187,12 @@ pub fn viewer(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Re
 /// configured origin is refused: it is another site acting with the
 /// visitor's cookie.
 pub fn author(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
-        .and(warp::cookie::optional::<String>(COOKIE))
+    identified(state.clone())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
-        .and_then(move |authorization, cookie, origin: Option<String>, host: Option<String>| {
+        .and_then(move |(viewer, source): (Viewer, Option<Source>), origin: Option<String>, host: Option<String>| {
             let state = state.clone();
             async move {
-                let (viewer, source) = resolve(state.db.clone(), presented_token(authorization, cookie))
-                    .await
-                    .map_err(warp::reject::custom)?;
                 let Some(user) = &viewer.user else {
                     return Err(warp::reject::custom(ApiError::unauthorized("sign in first")));
                 };

@@ -168,7 +168,8 @@ impl Hub {
     /// returned guard uncounts it when dropped.
     pub fn open_stream(self: &Arc<Self>, address: IpAddr) -> Result<StreamGuard, Refusal> {
         let mut streams = self.streams.lock().expect("hub lock");
-        let total: usize = streams.values().sum();
+        // `open` only changes under this lock, so it is the exact total.
+        let total = self.open.load(Ordering::Relaxed);
         if total >= self.max_streams {
             return Err(Refusal::TooManyStreams);
         }
@@ -223,8 +224,7 @@ impl Drop for StreamGuard {
                 streams.remove(&self.address);
             }
         }
-        let total = streams.values().sum();
-        self.hub.open.store(total, Ordering::Relaxed);
+        self.hub.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

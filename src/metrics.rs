@@ -30,15 +30,13 @@ pub struct Metrics {
     pub resyncs: Counter,
     pub lagging_streams_closed: Counter,
     /// Requests by method, route and status.
-    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
 }
 
 impl Metrics {
-    pub fn record_request(&self, method: &str, route: &'static str, status: u16) {
+    pub fn record_request(&self, method: &'static str, route: &'static str, status: u16) {
         let mut requests = self.requests.lock().expect("metrics lock");
-        *requests
-            .entry((method.to_string(), route, status))
-            .or_insert(0) += 1;
+        *requests.entry((method, route, status)).or_insert(0) += 1;
     }
 
     /// The exposition text, with the gauges read now.

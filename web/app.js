@@ -726,10 +726,6 @@ function onMessage(msg) {
   const me = state.me;
   switch (msg.type) {
     case 'connected':
-      // The server announces presence only when the count changes, so a
-      // fresh stream asks for the current count (it includes this stream).
-      loadStats();
-      return;
     case 'ping':
     case 'resync':
       return;

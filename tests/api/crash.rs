@@ -2,12 +2,9 @@
 //! write that was acknowledged survives, and its event replays.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::StatusCode;
-
-use crate::helpers::{post_thread_at, register_at, start_binary};
+use crate::helpers::{register_at, spawn_writers, start_binary};
 use crate::sse_client::SseStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -18,22 +15,7 @@ async fn a_kill_9_loses_no_acknowledged_write_and_its_event_replays() {
     let client = reqwest::Client::new();
     let token = register_at(&client, addr, "writer").await;
 
-    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let (client, token, acknowledged) = (client.clone(), token.clone(), acknowledged.clone());
-        writers.push(tokio::spawn(async move {
-            for n in 0.. {
-                let title = format!("w{w}-{n}");
-                match post_thread_at(&client, addr, &token, &title).await {
-                    StatusCode::CREATED => acknowledged.lock().unwrap().push(title),
-                    // The server died mid-request (or before it).
-                    StatusCode::SERVICE_UNAVAILABLE => return,
-                    other => panic!("unexpected status {other}"),
-                }
-            }
-        }));
-    }
+    let (writers, acknowledged) = spawn_writers(&client, addr, &token, 4);
     tokio::time::sleep(Duration::from_millis(700)).await;
     child.start_kill().expect("SIGKILL");
     child.wait().await.unwrap();

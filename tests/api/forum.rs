@@ -247,12 +247,7 @@ async fn health_and_metrics_report_on_the_server() {
     let (status, health) = app.request(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["status"], "ok");
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("stoa_open_streams 1"), "{metrics}");
     assert!(metrics.contains("stoa_streams_opened_total 1"), "{metrics}");
     let created =

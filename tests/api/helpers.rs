@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -147,30 +147,35 @@ impl TestApp {
         }
     }
 
-    pub async fn create_thread(&self, who: &Session, title: &str, content: &str) -> Value {
-        let (status, body) = self
-            .request(
-                Method::POST,
-                "/api/community/threads",
-                Some(&who.token),
-                Some(json!({"title": title, "content": content})),
-            )
+    /// POSTs `body` as `who`, expects 201, and returns the created `key`.
+    async fn create(&self, who: &Session, path: &str, body: Value, key: &str) -> Value {
+        let (status, answer) = self
+            .request(Method::POST, path, Some(&who.token), Some(body))
             .await;
-        assert_eq!(status, StatusCode::CREATED, "create thread: {body}");
-        body["thread"].clone()
+        assert_eq!(status, StatusCode::CREATED, "POST {path}: {answer}");
+        answer[key].clone()
+    }
+
+    pub async fn create_thread(&self, who: &Session, title: &str, content: &str) -> Value {
+        let body = json!({"title": title, "content": content});
+        self.create(who, "/api/community/threads", body, "thread")
+            .await
     }
 
     pub async fn comment(&self, who: &Session, thread_id: &str, content: &str) -> Value {
-        let (status, body) = self
-            .request(
-                Method::POST,
-                "/api/community/comment",
-                Some(&who.token),
-                Some(json!({"threadId": thread_id, "content": content})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "comment: {body}");
-        body["comment"].clone()
+        let body = json!({"threadId": thread_id, "content": content});
+        self.create(who, "/api/community/comment", body, "comment")
+            .await
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn threads(&self, who: Option<&Session>) -> Value {
@@ -283,4 +288,34 @@ pub async fn post_thread_at(
         .await
         .map(|r| r.status())
         .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// `count` writers posting threads through `addr` as fast as they can
+/// until the server stops answering. Returns their tasks and the titles
+/// that were acknowledged with a 201.
+pub fn spawn_writers(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    token: &str,
+    count: usize,
+) -> (Vec<JoinHandle<()>>, Arc<Mutex<Vec<String>>>) {
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let writers = (0..count)
+        .map(|w| {
+            let (client, token, acknowledged) =
+                (client.clone(), token.to_string(), acknowledged.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let title = format!("w{w}-{n}");
+                    match post_thread_at(&client, addr, &token, &title).await {
+                        StatusCode::CREATED => acknowledged.lock().unwrap().push(title),
+                        // The server went away mid-request (or before it).
+                        StatusCode::SERVICE_UNAVAILABLE => return,
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    (writers, acknowledged)
 }

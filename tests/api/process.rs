@@ -1,13 +1,12 @@
 //! The real binary as an operator runs it: SIGTERM under load, and two
 //! processes sharing one database file.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{post_thread_at, register_at, start_binary};
+use crate::helpers::{post_thread_at, register_at, spawn_writers, start_binary};
 use crate::sse_client::SseStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -21,20 +20,7 @@ async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exit
     for _ in 0..200 {
         streams.push(SseStream::connect(addr, "/api/community/events", &[]).await);
     }
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let (client, token, acknowledged) = (client.clone(), token.clone(), acknowledged.clone());
-        writers.push(tokio::spawn(async move {
-            for n in 0.. {
-                let title = format!("w{w}-{n}");
-                match post_thread_at(&client, addr, &token, &title).await {
-                    StatusCode::CREATED => acknowledged.lock().unwrap().push(title),
-                    _ => return,
-                }
-            }
-        }));
-    }
+    let (writers, acknowledged) = spawn_writers(&client, addr, &token, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = child.id().unwrap().to_string();
     // The shell's own `kill`, so no procps package is needed.

@@ -196,12 +196,7 @@ async fn a_stalled_reader_neither_blocks_others_nor_loses_events() {
     }
     let extra = stalled.drain_events(Duration::from_millis(100)).await;
     assert!(extra.is_empty());
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         !metrics.contains("stoa_outbox_catch_ups_total 0"),
         "the stalled reader should have fallen behind the in-memory window: {metrics}"
