@@ -16,7 +16,8 @@
 //!   count of open streams.
 //! - `sse`: one stream: replay, live events, pings, resync, framing.
 //! - `web`: the embedded page and its client library.
-//! - `server`: the HTTP/1.1 accept loop, with header timeouts and limits.
+//! - `server`: the HTTP/1.1 accept loop, with header timeouts and limits;
+//!   event streams on their own connections are answered without hyper.
 //! - `config`, `limits`, `metrics`, `fixtures`: settings, rate limits,
 //!   counters, sample data.
 

@@ -1,5 +1,6 @@
 //! A test client for the event stream over a raw TCP connection: it sends
-//! the request itself, decodes the chunked body, and parses messages by the
+//! the request itself, decodes the body (chunked, or ended by closing the
+//! connection, as stoa sends streams it serves directly), and parses messages by the
 //! WHATWG "Server-sent events" rules, so the tests see exactly the bytes a
 //! browser would.
 
@@ -107,8 +108,12 @@ impl SseStream {
             let (name, value) = line.split_once(':').expect("header line");
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
+        let chunked = headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
         let mut body = Body {
             reader,
+            chunked,
             pending: Vec::new(),
         };
         if status != 200 {
@@ -204,9 +209,11 @@ impl SseStream {
     }
 }
 
-/// The decoded (de-chunked) body of a response.
+/// The decoded body of a response.
 struct Body {
     reader: BufReader<TcpStream>,
+    /// Chunked, else it runs until the connection closes.
+    chunked: bool,
     pending: Vec<u8>,
 }
 
@@ -220,8 +227,23 @@ impl Body {
                 .expect("body");
             return String::from_utf8_lossy(&body).into_owned();
         }
-        while self.read_chunk().await {}
+        while self.read_more().await {}
         String::from_utf8_lossy(&self.pending).into_owned()
+    }
+
+    /// Reads more of the body into `pending`; false at its end.
+    async fn read_more(&mut self) -> bool {
+        if self.chunked {
+            return self.read_chunk().await;
+        }
+        let mut buffer = [0; 4096];
+        match self.reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.pending.extend_from_slice(&buffer[..n]);
+                true
+            }
+        }
     }
 
     /// Reads one chunk into `pending`; false at the end of the body.
@@ -302,7 +324,7 @@ async fn parse(mut body: Body, tx: mpsc::UnboundedSender<Item>) {
                 _ => {}
             }
         }
-        if !body.read_chunk().await {
+        if !body.read_more().await {
             return;
         }
     }

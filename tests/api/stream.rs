@@ -28,6 +28,58 @@ async fn the_stream_has_the_headers_browsers_and_proxies_need() {
 }
 
 #[tokio::test]
+async fn a_stream_on_its_own_connection_is_ended_by_closing_it() {
+    let app = spawn_app().await;
+    let stream = SseStream::connect(app.addr, "/api/community/events", &[]).await;
+    // Served without hyper: no chunked framing, the body ends with the
+    // connection (see src/server/streaming.rs).
+    assert_eq!(stream.header("connection"), Some("close"));
+    assert_eq!(stream.header("transfer-encoding"), None);
+    assert!(stream.header("date").is_some());
+}
+
+#[tokio::test]
+async fn a_stream_on_a_connection_that_served_other_requests_works_the_same() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let mut reader = BufReader::new(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    reader
+        .get_mut()
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse::<usize>().ok();
+        }
+    }
+    let mut health = vec![0; length.expect("a sized health answer")];
+    reader.read_exact(&mut health).await.unwrap();
+    assert!(reader.buffer().is_empty());
+    let mut socket = reader.into_inner();
+    socket
+        .write_all(b"GET /api/community/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut stream = SseStream::read_response(socket)
+        .await
+        .expect("an event stream");
+    assert_eq!(stream.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(stream.next().await.kind(), "connected");
+    let thread = app.create_thread(&alice, "kept", "alive").await;
+    let event = stream.next_event().await;
+    assert_eq!(event.kind(), "new_thread");
+    assert_eq!(event.json()["data"]["id"], thread["id"]);
+}
+
+#[tokio::test]
 async fn each_connection_gets_its_own_retry_and_connection_id() {
     let app = spawn_app().await;
     let mut ids = BTreeSet::new();
@@ -250,6 +302,20 @@ async fn shutting_down_ends_every_stream() {
 }
 
 #[tokio::test]
+async fn a_connection_that_has_sent_nothing_does_not_hold_up_shutdown() {
+    let mut app = spawn_app().await; // header timeout 15 s, longer than the drain
+    let _silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let _stream = app.events("", &[]).await;
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} for a connection with no request",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn stats_count_open_streams_and_notice_disconnects() {
     let app = spawn_app().await;
     let first = app.events("", &[]).await;
@@ -312,7 +378,13 @@ async fn a_client_that_never_finishes_its_request_is_disconnected() {
     slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    for socket in [&mut silent, &mut slow] {
+    // A stream request is read by stoa itself, not hyper: the same limit.
+    let mut slow_stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow_stream
+        .write_all(b"GET /api/community/events HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for socket in [&mut silent, &mut slow, &mut slow_stream] {
         let mut buffer = Vec::new();
         let closed =
             tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut buffer)).await;
@@ -327,13 +399,15 @@ async fn a_client_that_never_finishes_its_request_is_disconnected() {
 async fn an_oversized_request_head_is_refused() {
     let app = spawn_app().await;
     let huge = "x".repeat(40 * 1024);
-    let response = reqwest::Client::new()
-        .get(app.url("/api/community/threads"))
-        .header("X-Padding", huge)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 431);
+    for path in ["/api/community/threads", "/api/community/events"] {
+        let response = reqwest::Client::new()
+            .get(app.url(path))
+            .header("X-Padding", &huge)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 431, "{path}");
+    }
     assert_eq!(
         reqwest::get(app.url("/healthz")).await.unwrap().status(),
         200
