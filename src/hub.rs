@@ -1,22 +1,28 @@
 //! The hub: the in-memory tail of the outbox that every live stream reads
-//! from, and the count of open streams.
+//! from, the count of open streams, and the one signal all streams wait on.
 //!
 //! The tailer appends events here in id order. Streams do not get events
 //! pushed at them; each keeps its own cursor and pulls what lies after it,
-//! waking when [`Hub::latest`] moves. So a slow reader costs nothing but its
-//! cursor: it never delays anyone else, and once it falls behind the
-//! in-memory window it reads the gap from the outbox table instead
-//! (see `sse.rs`). Each event's frame is built once and shared.
+//! waking when the hub's [`Signal`] is notified. So a slow reader costs
+//! nothing but its cursor: it never delays anyone else, and once it falls
+//! behind the in-memory window it reads the gap from the outbox table
+//! instead (see `sse.rs`).
+//!
+//! The same signal announces everything else a stream sends: a new online
+//! count, a ping (one timer for all streams, in `lib.rs`), and shutdown.
+//! Every frame is built once here and shared: each event's, and the current
+//! presence and ping frames.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use tokio::sync::watch;
 
 use crate::db::outbox::Row;
+use crate::signal::Signal;
+use crate::sse;
 
 /// How many recent events are kept in memory for live streams.
 pub const WINDOW: usize = 8192;
@@ -87,12 +93,58 @@ pub enum Refusal {
     TooManyFromAddress,
 }
 
+/// A frame rebuilt now and then (the online count, a ping) that each stream
+/// sends once per rebuild. A stream remembers the generation it last sent
+/// rather than comparing contents: its opening frames already carry the
+/// live count, and two pings look alike.
+pub struct Beat {
+    /// The generation in `current`, readable without the lock.
+    generation: AtomicU64,
+    current: Mutex<(u64, Bytes)>,
+}
+
+impl Beat {
+    fn new() -> Beat {
+        Beat {
+            generation: AtomicU64::new(0),
+            current: Mutex::new((0, Bytes::new())),
+        }
+    }
+
+    /// The current generation, which a new stream counts as sent.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The frame, if rebuilt since generation `seen`; `seen` becomes its.
+    pub fn since(&self, seen: &mut u64) -> Option<Bytes> {
+        // Most looks find nothing new: check that without the lock.
+        if self.generation() == *seen {
+            return None;
+        }
+        let current = self.current.lock().expect("hub lock");
+        *seen = current.0;
+        Some(current.1.clone())
+    }
+
+    fn set(&self, frame: Bytes) {
+        let mut current = self.current.lock().expect("hub lock");
+        *current = (current.0 + 1, frame);
+        self.generation.store(current.0, Ordering::Release);
+    }
+}
+
 pub struct Hub {
     window: RwLock<Window>,
-    latest: watch::Sender<i64>,
+    /// Notified after every change a stream waits for: events, presence, a
+    /// ping, closing.
+    changes: Signal,
     open: AtomicUsize,
     /// The online count last announced to streams (see `announce_presence`).
-    presence: watch::Sender<usize>,
+    announced: AtomicUsize,
+    presence: Beat,
+    pings: Beat,
+    closed: AtomicBool,
     streams: Mutex<HashMap<IpAddr, usize>>,
     max_streams: usize,
     max_per_address: usize,
@@ -106,9 +158,12 @@ impl Hub {
                 events: VecDeque::with_capacity(WINDOW),
                 floor: position,
             }),
-            latest: watch::Sender::new(position),
+            changes: Signal::default(),
             open: AtomicUsize::new(0),
-            presence: watch::Sender::new(0),
+            announced: AtomicUsize::new(0),
+            presence: Beat::new(),
+            pings: Beat::new(),
+            closed: AtomicBool::new(false),
             streams: Mutex::new(HashMap::new()),
             max_streams,
             max_per_address,
@@ -117,9 +172,9 @@ impl Hub {
 
     /// Appends events (in id order, newer than any before) and wakes streams.
     pub fn publish(&self, events: Vec<Event>) {
-        let Some(last) = events.last().map(|e| e.id) else {
+        if events.is_empty() {
             return;
-        };
+        }
         {
             let mut window = self.window.write().expect("hub lock");
             for event in events {
@@ -130,17 +185,19 @@ impl Hub {
                 window.floor = dropped.id;
             }
         }
-        self.latest.send_replace(last);
+        self.changes.notify();
     }
 
     /// The newest event id the hub has seen.
     pub fn latest(&self) -> i64 {
-        *self.latest.borrow()
+        let window = self.window.read().expect("hub lock");
+        window.events.back().map_or(window.floor, |e| e.id)
     }
 
-    /// Changes whenever events are published.
-    pub fn watch_latest(&self) -> watch::Receiver<i64> {
-        self.latest.subscribe()
+    /// Notified after anything a stream waits for changes. Look at the hub
+    /// first, then wait (see [`Signal::poll_changed`]).
+    pub fn changes(&self) -> &Signal {
+        &self.changes
     }
 
     /// Up to `max` wanted events after `cursor`.
@@ -195,17 +252,38 @@ impl Hub {
     /// clients arriving at once cause one `presence` message each, not a
     /// thousand.
     pub fn announce_presence(&self) {
-        self.presence.send_if_modified(|announced| {
-            let now = self.connections();
-            let changed = *announced != now;
-            *announced = now;
-            changed
-        });
+        let now = self.connections();
+        if self.announced.swap(now, Ordering::Relaxed) != now {
+            self.presence.set(sse::presence(now).into());
+            self.changes.notify();
+        }
     }
 
-    /// Changes whenever a new online count is announced.
-    pub fn watch_presence(&self) -> watch::Receiver<usize> {
-        self.presence.subscribe()
+    /// The `presence` frame with the online count last announced.
+    pub fn presence(&self) -> &Beat {
+        &self.presence
+    }
+
+    /// Tells every stream to send a ping now.
+    pub fn ping(&self) {
+        self.pings.set(sse::message("ping", "{}").into());
+        self.changes.notify();
+    }
+
+    /// The frame of the latest ping.
+    pub fn pings(&self) -> &Beat {
+        &self.pings
+    }
+
+    /// Ends every stream (the server is shutting down).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.changes.notify();
+    }
+
+    /// Whether streams should end.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 
@@ -230,7 +308,16 @@ impl Drop for StreamGuard {
 
 #[cfg(test)]
 mod tests {
+    use std::task::{Context, Poll, Waker};
+
     use super::*;
+    use crate::signal::Subscription;
+
+    /// Whether `subscription` would wake now, having looked at the hub.
+    fn changed(hub: &Hub, subscription: &mut Subscription) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        hub.changes().poll_changed(subscription, &mut cx) == Poll::Ready(())
+    }
 
     fn event(id: i64, thread: &str, recipient: Option<&str>) -> Event {
         Event::from_row(Row {
@@ -297,5 +384,57 @@ mod tests {
         drop(first);
         assert_eq!(hub.connections(), 2);
         assert!(hub.open_stream(a).is_ok());
+    }
+
+    #[test]
+    fn a_publish_between_looking_and_waiting_is_seen() {
+        let hub = Hub::new(0, 10, 10);
+        let audience = Audience::default();
+        let mut subscription = hub.changes().subscribe();
+        assert_eq!(ids(hub.after(0, &audience, 10)), (vec![], 0));
+        hub.publish(vec![event(1, "a", None)]);
+        assert!(changed(&hub, &mut subscription));
+        assert_eq!(ids(hub.after(0, &audience, 10)), (vec![1], 1));
+        assert!(!changed(&hub, &mut subscription), "nothing new since");
+        assert_eq!(hub.latest(), 1);
+    }
+
+    #[test]
+    fn presence_is_announced_once_per_new_count() {
+        let hub = Arc::new(Hub::new(0, 10, 10));
+        let mut subscription = hub.changes().subscribe();
+        let mut seen = hub.presence().generation();
+        let _guard = hub.open_stream("127.0.0.1".parse().unwrap()).unwrap();
+        hub.announce_presence();
+        assert!(changed(&hub, &mut subscription));
+        let frame = hub.presence().since(&mut seen).expect("a new count");
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert!(
+            text.starts_with(r#"data: {"type":"presence","data":{"online":1},"#),
+            "{text}"
+        );
+        assert_eq!(hub.presence().since(&mut seen), None, "sent once");
+        hub.announce_presence();
+        assert!(!changed(&hub, &mut subscription), "the same count is quiet");
+        assert_eq!(hub.presence().since(&mut seen), None);
+    }
+
+    #[test]
+    fn pings_and_closing_wake_streams() {
+        let hub = Hub::new(0, 10, 10);
+        let mut subscription = hub.changes().subscribe();
+        let mut seen = hub.pings().generation();
+        assert_eq!(hub.pings().since(&mut seen), None);
+        hub.ping();
+        hub.ping();
+        assert!(changed(&hub, &mut subscription));
+        let frame = hub.pings().since(&mut seen).expect("a ping");
+        assert!(frame.starts_with(br#"data: {"type":"ping","data":{},"timestamp":""#));
+        assert!(frame.ends_with(b"\"}\n\n"));
+        assert_eq!(hub.pings().since(&mut seen), None, "two ticks, one ping");
+        assert!(!hub.is_closed());
+        hub.close();
+        assert!(changed(&hub, &mut subscription));
+        assert!(hub.is_closed());
     }
 }

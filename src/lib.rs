@@ -12,8 +12,9 @@
 //! - `db`: SQLite; every write's trigger (in `schema.sql`) appends the
 //!   change to the `outbox` table in the same transaction.
 //! - `outbox`: the tailer, reading new outbox rows in id order.
-//! - `hub`: the in-memory tail of the outbox that streams read, and the
-//!   count of open streams.
+//! - `hub`: the in-memory tail of the outbox that streams read, the count
+//!   of open streams, and the presence and ping frames they share.
+//! - `signal`: the one change signal every stream waits on.
 //! - `sse`: one stream: replay, live events, pings, resync, framing.
 //! - `web`: the embedded page and its client library.
 //! - `server`: the HTTP/1.1 accept loop, with header timeouts and limits;
@@ -33,6 +34,7 @@ pub mod limits;
 pub mod metrics;
 pub mod outbox;
 pub mod server;
+pub mod signal;
 pub mod sse;
 pub mod web;
 
@@ -79,7 +81,6 @@ impl State {
             db: self.db.clone(),
             metrics: self.metrics.clone(),
             ping_interval: self.config.ping_interval,
-            shutdown: self.shutdown.clone(),
         }
     }
 }
@@ -156,6 +157,11 @@ impl App {
                 state.shutdown.clone(),
             )),
             tokio::spawn(announce_presence(state.hub.clone(), state.shutdown.clone())),
+            tokio::spawn(ping(
+                state.hub.clone(),
+                state.config.ping_interval,
+                state.shutdown.clone(),
+            )),
             tokio::spawn(prune_outbox(
                 state.db.clone(),
                 state.config.retention,
@@ -164,12 +170,14 @@ impl App {
             )),
         ];
         let db = state.db.clone();
+        let hub = state.hub.clone();
         let header_timeout = state.config.header_timeout;
         let routes = api::routes(state);
         server::serve(listener, routes, header_timeout, async move {
             signal.await;
             tracing::info!("shutting down: closing streams, finishing requests");
             let _ = shutdown.send(true);
+            hub.close();
         })
         .await;
         for task in background {
@@ -188,6 +196,18 @@ async fn announce_presence(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => hub.announce_presence(),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Pings every stream each `interval`: one timer and one frame for all.
+async fn ping(hub: Arc<Hub>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => hub.ping(),
             _ = shutdown.changed() => return,
         }
     }

@@ -6,12 +6,14 @@
 //! ([`EventStream`]) is polled by the connection that sends it, and yields
 //! whatever lies after the cursor: from the hub's in-memory window when the
 //! cursor is inside it, else from the outbox table; when there is nothing,
-//! it waits for the hub to move. Replay, live delivery and catching up after
-//! a stall are the same loop, so there is no seam between them where an
-//! event could be lost or sent twice. Nothing is pushed at a stream: a
-//! reader that stops reading stops being polled, holds its cursor and what
-//! its socket buffers, and delays nobody. There is no task or queue per
-//! stream, only the connection's own.
+//! it sends the hub's current presence or ping frame if it has not yet, and
+//! otherwise waits on the hub's change signal. Replay, live delivery and
+//! catching up after a stall are the same loop, so there is no seam between
+//! them where an event could be lost or sent twice. Nothing is pushed at a
+//! stream: a reader that stops reading stops being polled, holds its cursor
+//! and what its socket buffers, and delays nobody. There is no task, queue
+//! or timer per stream, only the connection's own task; waiting costs one
+//! waker in the hub's list.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -24,9 +26,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 use rand::Rng;
-use tokio::sync::watch;
-use tokio::time::{Interval, MissedTickBehavior};
-use tokio_stream::wrappers::WatchStream;
 use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::Reply;
@@ -35,6 +34,7 @@ use crate::api::error::ApiError;
 use crate::db::{outbox, Db, DbResult};
 use crate::hub::{Audience, Event, Hub, Lookup, StreamGuard};
 use crate::metrics::Metrics;
+use crate::signal::Subscription;
 
 /// Events taken from the hub or the outbox in one go.
 const BATCH: usize = 128;
@@ -46,7 +46,6 @@ pub struct Streams {
     pub db: Db,
     pub metrics: Arc<Metrics>,
     pub ping_interval: Duration,
-    pub shutdown: watch::Receiver<bool>,
 }
 
 /// A client's resume position: the `Last-Event-ID` header, else the
@@ -116,8 +115,7 @@ fn opening_frames(connection: uuid::Uuid, cursor: i64, resync: bool, streams: &S
     );
     let mut frames = format!("retry: {retry_ms}\n\n");
     frames.push_str(&message("connected", &connected));
-    let online = streams.hub.connections();
-    frames.push_str(&message("presence", &format!(r#"{{"online":{online}}}"#)));
+    frames.push_str(&presence(streams.hub.connections()));
     if resync {
         frames.push_str(&message(
             "resync",
@@ -128,9 +126,14 @@ fn opening_frames(connection: uuid::Uuid, cursor: i64, resync: bool, streams: &S
 }
 
 /// A message without an `id:` line (not stored, not resumable).
-fn message(kind: &str, data: &str) -> String {
+pub(crate) fn message(kind: &str, data: &str) -> String {
     let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     format!("data: {{\"type\":\"{kind}\",\"data\":{data},\"timestamp\":\"{timestamp}\"}}\n\n")
+}
+
+/// The `presence` message: how many streams are open.
+pub(crate) fn presence(online: usize) -> String {
+    message("presence", &format!(r#"{{"online":{online}}}"#))
 }
 
 type CatchUp = Pin<Box<dyn Future<Output = DbResult<Vec<outbox::Row>>> + Send + Sync>>;
@@ -148,10 +151,11 @@ pub struct EventStream {
     ready: VecDeque<Bytes>,
     /// A read of the outbox for a cursor behind the in-memory window.
     catching_up: Option<CatchUp>,
-    latest: WatchStream<i64>,
-    presence: WatchStream<usize>,
-    shutdown: WatchStream<bool>,
-    ping: Interval,
+    /// The hub's change signal, as far as this stream has seen it.
+    changes: Subscription,
+    /// The generations of the hub's presence and ping frames last sent.
+    presence_seen: u64,
+    ping_seen: u64,
 }
 
 impl EventStream {
@@ -163,13 +167,12 @@ impl EventStream {
         cursor: i64,
         audience: Audience,
     ) -> EventStream {
-        let start = tokio::time::Instant::now() + streams.ping_interval;
-        let mut ping = tokio::time::interval_at(start, streams.ping_interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The opening frames carry the live count, and the first ping comes
+        // at the server's next tick: neither of the current frames is due.
         EventStream {
-            latest: WatchStream::from_changes(streams.hub.watch_latest()),
-            presence: WatchStream::from_changes(streams.hub.watch_presence()),
-            shutdown: WatchStream::from_changes(streams.shutdown.clone()),
+            changes: streams.hub.changes().subscribe(),
+            presence_seen: streams.hub.presence().generation(),
+            ping_seen: streams.hub.pings().generation(),
             streams,
             _guard: guard,
             connection,
@@ -177,7 +180,6 @@ impl EventStream {
             cursor,
             ready: VecDeque::from([opening]),
             catching_up: None,
-            ping,
         }
     }
 
@@ -244,10 +246,10 @@ impl Stream for EventStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if Pin::new(&mut this.shutdown).poll_next(cx).is_ready() {
-            return Poll::Ready(None);
-        }
         loop {
+            if this.streams.hub.is_closed() {
+                return Poll::Ready(None);
+            }
             if let Some(frame) = this.ready.pop_front() {
                 return Poll::Ready(Some(Ok(frame)));
             }
@@ -256,23 +258,26 @@ impl Stream for EventStream {
                 Poll::Ready(Ok(())) if !this.ready.is_empty() => continue,
                 Poll::Ready(Ok(())) | Poll::Pending => {}
             }
-            // Nothing to send now. Wake when the hub moves (checked after
-            // looking, so a publish in between is not missed), the online
-            // count changes, or a ping is due.
-            let waiting_on_read = this.catching_up.is_some();
-            if !waiting_on_read {
-                if let Poll::Ready(Some(_)) = Pin::new(&mut this.latest).poll_next(cx) {
-                    continue;
-                }
+            // No events to send now (or an outbox read in flight, which
+            // wakes the stream itself): a new online count or a ping, if
+            // not sent yet.
+            let hub = &this.streams.hub;
+            if let Some(frame) = hub.presence().since(&mut this.presence_seen) {
+                return Poll::Ready(Some(Ok(frame)));
             }
-            if let Poll::Ready(Some(online)) = Pin::new(&mut this.presence).poll_next(cx) {
-                let frame = message("presence", &format!(r#"{{"online":{online}}}"#));
-                return Poll::Ready(Some(Ok(frame.into())));
+            if let Some(frame) = hub.pings().since(&mut this.ping_seen) {
+                return Poll::Ready(Some(Ok(frame)));
             }
-            if this.ping.poll_tick(cx).is_ready() {
-                return Poll::Ready(Some(Ok(message("ping", "{}").into())));
+            // Else wait for the hub to change. Checked after looking, so a
+            // change in between is not missed; a wake-up while a read is in
+            // flight only polls the read again.
+            if hub
+                .changes()
+                .poll_changed(&mut this.changes, cx)
+                .is_pending()
+            {
+                return Poll::Pending;
             }
-            return Poll::Pending;
         }
     }
 }
