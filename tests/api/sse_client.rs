@@ -47,6 +47,17 @@ pub struct SseStream {
     /// Filled by a reader task, so waiting with a timeout never loses a
     /// half-read line.
     items: mpsc::UnboundedReceiver<Item>,
+    /// The reader task, which owns the socket: dropping the stream closes
+    /// the connection at once, as closing a browser tab does.
+    _reader: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 enum Item {
@@ -124,12 +135,13 @@ impl SseStream {
             return Err((status, body.read_all(length).await));
         }
         let (tx, items) = mpsc::unbounded_channel();
-        tokio::spawn(parse(body, tx));
+        let reader = AbortOnDrop(tokio::spawn(parse(body, tx)).abort_handle());
         Ok(SseStream {
             headers,
             retry: None,
             last_event_id: String::new(),
             items,
+            _reader: reader,
         })
     }
 
