@@ -35,8 +35,8 @@ use super::PeerAddr;
 const EVENTS: &[u8] = b"GET /api/community/events";
 /// Headers a stream request may carry (hyper takes the rare request with more).
 const MAX_HEADERS: usize = 64;
-/// Frames written in one `writev`.
-const MAX_QUEUED: usize = 16;
+/// Frames written in one `writev` (a replay sends many at once).
+const MAX_QUEUED: usize = 64;
 
 /// Whether a connection's first bytes ask for an event stream.
 pub fn wants_event_stream(head: &[u8]) -> bool {

@@ -202,6 +202,67 @@ fn no_query_position_cookie_or_token_causes_a_server_error() {
     });
 }
 
+/// Stream requests are read by stoa itself (`src/server/streaming.rs`),
+/// not hyper, when they open a connection: whatever bytes follow the start
+/// of the request line, the client gets an answer (a stream, or a client
+/// error from hyper or the routes; never a 5xx but "version not
+/// supported") or a closed connection, never silence, and the server keeps
+/// serving.
+#[test]
+fn any_stream_request_head_is_answered_and_the_server_keeps_serving() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    block_on(async {
+        let app = spawn_app().await;
+        let mut runner = runner(64);
+        let handle = tokio::runtime::Handle::current();
+        let rest = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            "[ -~\r\n\t]{0,200}".prop_map(String::into_bytes),
+            "(\\?[a-zA-Z=&%0-9]{0,20})? HTTP/1\\.[01]\r\n([A-Za-z-]{1,12}: [ -~]{0,30}\r\n){0,6}"
+                .prop_map(String::into_bytes),
+        ];
+        let result = tokio::task::block_in_place(|| {
+            runner.run(&rest, |rest| {
+                let mut head = b"GET /api/community/events".to_vec();
+                head.extend_from_slice(&rest);
+                head.extend_from_slice(b"\r\n\r\n");
+                let status_line = handle.block_on(async {
+                    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+                    socket.write_all(&head).await.unwrap();
+                    let mut reader = BufReader::new(socket);
+                    let mut line = Vec::new();
+                    tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        reader.read_until(b'\n', &mut line),
+                    )
+                    .await
+                    .expect("an answer or a close, not silence")
+                    .ok();
+                    String::from_utf8_lossy(&line).into_owned()
+                });
+                let what = String::from_utf8_lossy(&head);
+                if !status_line.is_empty() {
+                    let status: u16 = status_line
+                        .split(' ')
+                        .nth(1)
+                        .and_then(|code| code.parse().ok())
+                        .unwrap_or_else(|| panic!("{what:?}: bad status line {status_line:?}"));
+                    assert!(
+                        status < 500 || status == 505,
+                        "{what:?} got {status_line:?}"
+                    );
+                }
+                Ok(())
+            })
+        });
+        result.unwrap();
+        let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+        // Opens, and checks `connected` arrives.
+        app.events("", &[]).await;
+    });
+}
+
 /// One step of a random session with the forum; indexes pick among the
 /// users, and among the threads and comments made so far (or a missing id).
 #[derive(Debug, Clone)]
