@@ -81,9 +81,13 @@ cleanup() { stop_stoa; stop_nchan; }
 trap cleanup EXIT
 
 # bench TARGET PRESET [more stoa-bench flags]: one run against a fresh server.
+# BENCH_FLAGS (e.g. "--writers 16") are added to every run.
 bench() {
     local target=$1 preset=$2
     shift 2
+    # shellcheck disable=SC2206 # split into flags on purpose
+    local flags=(${BENCH_FLAGS:-})
+    set -- "$@" "${flags[@]}"
     case $target in
     stoa)
         start_stoa
