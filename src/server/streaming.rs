@@ -231,19 +231,20 @@ impl<B: Body<Data = Bytes> + Unpin> Pump<'_, B> {
         }
     }
 
-    /// Whether the client has closed its end. Anything it sends is read and
-    /// ignored: an event stream takes no further requests.
+    /// Whether the connection should end from the client's side: it closed
+    /// its end, or it sent something. An event stream's client has nothing
+    /// more to say (the response said `Connection: close`, so a pipelined
+    /// request is retried elsewhere), and reading whatever a client sends
+    /// could keep this task busy for as long as it kept sending.
     fn client_closed(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut scratch = [0u8; 256];
+        let mut scratch = [0u8; 64];
         loop {
             match self.stream.poll_read_ready(cx) {
                 Poll::Pending => return false,
                 Poll::Ready(Err(_)) => return true,
                 Poll::Ready(Ok(())) => match self.stream.try_read(&mut scratch) {
-                    Ok(0) => return true,
-                    Ok(_) => continue,
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(_) => return true,
+                    Ok(_) | Err(_) => return true,
                 },
             }
         }

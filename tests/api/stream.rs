@@ -39,6 +39,25 @@ async fn a_stream_on_its_own_connection_is_ended_by_closing_it() {
 }
 
 #[tokio::test]
+async fn a_client_that_sends_more_on_its_stream_connection_is_closed() {
+    let app = spawn_app().await;
+    let mut socket = SseStream::send_request(app.addr, "/api/community/events", &[]).await;
+    // Wait for the answer's first bytes, so the extra bytes below come
+    // after the request, not with it.
+    socket.readable().await.unwrap();
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut stream = SseStream::read_response(socket).await.expect("a stream");
+    assert!(
+        stream.ends_within(Duration::from_secs(5)).await,
+        "the server should close a stream whose client sends more"
+    );
+    assert_eq!(app.stats().await["connections"], 0);
+}
+
+#[tokio::test]
 async fn a_stream_on_a_connection_that_served_other_requests_works_the_same() {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let app = spawn_app().await;
