@@ -39,6 +39,16 @@ for round in $(seq 1 "$ROUNDS"); do
         --out "$OUT" --label "$LABEL" >/dev/null || log "replay failed"
     stop_stoa
 
+    # the clients of a restarted server coming back: 1,000 events stored,
+    # 2,000 streams resume from 0 at once.
+    log "round $round: 2,000 clients resume after a restart"
+    fill_outbox "$WORK/stoa.db" 1000
+    KEEP_DB=1 start_stoa
+    "$BENCH_BIN" replay --name replay-2000-clients --streams 2000 --resume-from 0 --expect 1000 \
+        --target stoa --base "http://127.0.0.1:$STOA_PORT" --pid "$STOA_PID" \
+        --out "$OUT" --label "$LABEL" >/dev/null || log "replay-2000-clients failed"
+    stop_stoa
+
     for poll in default 10ms; do
         log "round $round: external (poll $poll) on stoa"
         if [ "$poll" = default ]; then start_stoa; name=external; else start_stoa --poll-interval "$poll"; name=external-poll$poll; fi

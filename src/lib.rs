@@ -98,14 +98,26 @@ impl App {
     /// Opens the database (creating it with the schema) and binds the port.
     pub async fn build(config: Config) -> Result<App, StartError> {
         let db = Db::open(&config.db).await?;
-        let position = db.read(|tx| db::outbox::latest(tx)).await?;
+        // The hub starts with the newest events already in memory, so the
+        // clients that reconnect after a restart, each a little behind, are
+        // replayed from there instead of each reading the outbox table.
+        let (position, recent) = db
+            .read(|tx| {
+                Ok((
+                    db::outbox::latest(tx)?,
+                    db::outbox::newest(tx, hub::WINDOW)?,
+                ))
+            })
+            .await?;
         let listener = TcpListener::bind(config.listen).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let floor = recent.first().map_or(position, |row| row.id - 1);
         let hub = Arc::new(Hub::new(
-            position,
+            floor,
             config.max_streams,
             config.max_streams_per_ip,
         ));
+        hub.publish(recent.into_iter().map(hub::Event::from_row).collect());
         let limits = Limits {
             writes: RateLimiter::new(config.write_rate, config.write_burst),
             sign_ins: RateLimiter::new(config.sign_in_rate, config.sign_in_burst),

@@ -15,22 +15,35 @@ pub struct Row {
     pub message: String,
 }
 
+/// The columns of a [`Row`], as the queries below select them.
+const ROW: &str = "id, thread_id, recipient_id,
+    json_object('type', type, 'data', json(payload), 'timestamp', created_at)";
+
 /// Up to `limit` events with ids above `after`, in id order.
 pub fn after(conn: &Connection, after: i64, limit: usize) -> DbResult<Vec<Row>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT id, thread_id, recipient_id,
-                json_object('type', type, 'data', json(payload), 'timestamp', created_at)
-         FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![after, limit as i64], |row| {
-        Ok(Row {
-            id: row.get(0)?,
-            thread_id: row.get(1)?,
-            recipient_id: row.get(2)?,
-            message: row.get(3)?,
-        })
-    })?;
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {ROW} FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2"
+    ))?;
+    let rows = statement.query_map(params![after, limit as i64], read_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The newest `limit` events, in id order.
+pub fn newest(conn: &Connection, limit: usize) -> DbResult<Vec<Row>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT * FROM (SELECT {ROW} FROM outbox ORDER BY id DESC LIMIT ?1) ORDER BY 1"
+    ))?;
+    let rows = statement.query_map([limit as i64], read_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn read_row(row: &tokio_rusqlite::rusqlite::Row<'_>) -> tokio_rusqlite::rusqlite::Result<Row> {
+    Ok(Row {
+        id: row.get(0)?,
+        thread_id: row.get(1)?,
+        recipient_id: row.get(2)?,
+        message: row.get(3)?,
+    })
 }
 
 /// What the outbox holds: the oldest retained id (`None` when empty) and
@@ -138,6 +151,17 @@ mod tests {
         assert_eq!(prune(&conn, "0000", 2, 100).unwrap(), 3);
         let kept: Vec<i64> = after(&conn, 0, 10).unwrap().iter().map(|r| r.id).collect();
         assert_eq!(kept, [4, 5]);
+    }
+
+    #[test]
+    fn the_newest_events_come_in_id_order() {
+        let conn = with_users(&["alice"]);
+        for n in 0..5 {
+            threads::insert(&conn, &format!("t{n}"), "id-alice", "a", "b").unwrap();
+        }
+        let ids: Vec<i64> = newest(&conn, 3).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(ids, [3, 4, 5]);
+        assert_eq!(newest(&conn, 10).unwrap(), after(&conn, 0, 10).unwrap());
     }
 
     #[test]

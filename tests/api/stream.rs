@@ -275,6 +275,30 @@ async fn a_stalled_reader_neither_blocks_others_nor_loses_events() {
 }
 
 #[tokio::test]
+async fn after_a_restart_recent_positions_are_replayed_from_memory() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    for n in 0..5 {
+        app.create_thread(&alice, &format!("before {n}"), "news")
+            .await;
+    }
+    let app = app.restart().await;
+    // A client that had seen event 2 reconnects, as every open page does
+    // after a restart.
+    let mut stream = app.events("", &[("Last-Event-ID", "2")]).await;
+    for expected in 3..=5 {
+        assert_eq!(stream.next_event().await.id_number(), Some(expected));
+    }
+    app.create_thread(&alice, "after", "news").await;
+    assert_eq!(stream.next_event().await.id_number(), Some(6));
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("stoa_outbox_catch_ups_total 0"),
+        "the replay should come from the hub's window, not the table: {metrics}"
+    );
+}
+
+#[tokio::test]
 async fn a_position_whose_events_were_pruned_gets_resync() {
     let app = spawn_app_with(|c| c.retention = Duration::from_millis(500)).await;
     let alice = app.register("alice").await;
