@@ -17,6 +17,7 @@ mod streaming;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,12 +58,15 @@ pub async fn serve<F>(
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
     F::Future: Send,
 {
-    let service = warp::service(routes);
+    // Shared: every connection's task holds pointers, not copies of the
+    // routes (over a kilobyte) and hyper's settings, for its whole life.
+    let service = Arc::new(warp::service(routes));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD);
+    let http = Arc::new(http);
     let mut shutdown = std::pin::pin!(shutdown);
     // Ends connections still waiting for their first request at shutdown
     // (hyper's graceful shutdown does the same for idle ones it serves).
@@ -89,24 +93,29 @@ pub async fn serve<F>(
         let watcher = graceful.watcher();
         let mut closing = closing_rx.clone();
         tokio::spawn(async move {
-            let first = tokio::select! {
-                first = tokio::time::timeout(header_timeout, first_request(&stream, peer)) => first,
-                _ = closing.wait_for(|closing| *closing) => return,
-            };
+            // Boxed, like every phase that does not last: the task keeps
+            // only what the connection needs for its whole life.
+            let first = Box::pin(async {
+                tokio::select! {
+                    first = tokio::time::timeout(header_timeout, first_request(&stream, peer)) => first.ok(),
+                    _ = closing.wait_for(|closing| *closing) => None,
+                }
+            })
+            .await;
             drop(closing);
-            let Ok(first) = first else {
-                return; // no request head in time
+            let Some(first) = first else {
+                return; // no request head in time, or shutting down
             };
             match first {
                 First::Stream(request) => {
                     let _counted_until_done = watcher;
-                    streaming::respond(stream, *request, service).await;
+                    streaming::respond(stream, request, service.as_ref()).await;
                 }
                 First::Other(read) => {
                     let handler =
                         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                             request.extensions_mut().insert(PeerAddr(peer));
-                            service.clone().call(request)
+                            service.as_ref().clone().call(request)
                         });
                     let io = TokioIo::new(Prefixed::new(read, stream));
                     // Boxed: hyper's connection state is large, and a stream's

@@ -95,43 +95,65 @@ pub fn parse(buf: &[u8], peer: SocketAddr) -> Head {
 }
 
 /// Answers `request` through `service` on `stream`, then closes it.
-pub async fn respond<S, B>(mut stream: TcpStream, request: Request<Empty<Bytes>>, mut service: S)
+///
+/// What this future holds lives as long as the stream, in every open
+/// stream's task: the routes are called on a clone, in a box freed once
+/// they have answered, and the request and the response's head are gone
+/// before the body is sent.
+pub async fn respond<S, B>(mut stream: TcpStream, request: Box<Request<Empty<Bytes>>>, service: &S)
 where
-    S: Service<Request<Empty<Bytes>>, Response = Response<B>, Error = Infallible>,
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
     B: Body<Data = Bytes> + Unpin,
 {
-    // Boxed, so the routes' future is freed once it has answered instead of
-    // sizing this task for the stream's whole life.
-    let Ok(response) = Box::pin(service.call(request)).await;
+    // Two statements: the clone, a temporary, must not live across the await.
+    let call = Box::pin(service.clone().call(*request));
+    let Ok(response) = call.await;
     let (parts, body) = response.into_parts();
-    let result = match body.size_hint().exact() {
-        // An error or other whole answer: with its length.
-        Some(_) => match body.collect().await {
-            Ok(collected) => {
-                let body = collected.to_bytes();
-                let mut message = head(&parts, Some(body.len()));
-                message.extend_from_slice(&body);
-                stream.write_all(&message).await
-            }
-            Err(_) => Ok(()),
-        },
-        None => match stream.write_all(&head(&parts, None)).await {
-            Ok(()) => {
-                let mut pump = Pump {
-                    stream: &mut stream,
-                    body,
-                    queue: VecDeque::new(),
-                    ended: false,
-                };
-                poll_fn(|cx| pump.poll(cx)).await;
-                Ok(())
-            }
-            Err(error) => Err(error),
-        },
+    let sent = if body.size_hint().exact().is_some() {
+        Box::pin(send_whole(&mut stream, parts, body)).await
+    } else {
+        let head = head(&parts, None);
+        drop(parts);
+        send_streaming(&mut stream, head, body).await
     };
-    if result.is_ok() {
+    if sent.is_ok() {
         let _ = stream.shutdown().await;
     }
+}
+
+/// An error or other whole answer, with its length.
+async fn send_whole<B>(
+    stream: &mut TcpStream,
+    parts: http::response::Parts,
+    body: B,
+) -> io::Result<()>
+where
+    B: Body<Data = Bytes>,
+{
+    let Ok(collected) = body.collect().await else {
+        return Ok(());
+    };
+    let body = collected.to_bytes();
+    let mut message = head(&parts, Some(body.len()));
+    message.extend_from_slice(&body);
+    stream.write_all(&message).await
+}
+
+/// A stream's head, then its body as it comes.
+async fn send_streaming<B>(stream: &mut TcpStream, head: Vec<u8>, body: B) -> io::Result<()>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    stream.write_all(&head).await?;
+    drop(head);
+    let mut pump = Pump {
+        stream,
+        body,
+        queue: VecDeque::new(),
+        ended: false,
+    };
+    poll_fn(|cx| pump.poll(cx)).await;
+    Ok(())
 }
 
 /// The status line and headers, framed by closing the connection (or by
