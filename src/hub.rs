@@ -22,7 +22,6 @@ use bytes::Bytes;
 
 use crate::db::outbox::Row;
 use crate::signal::Signal;
-use crate::sse;
 
 /// How many recent events are kept in memory for live streams.
 pub const WINDOW: usize = 8192;
@@ -46,6 +45,17 @@ impl Event {
             recipient_id: row.recipient_id.map(String::into_boxed_str),
         }
     }
+}
+
+/// A message without an `id:` line (not stored, not resumable).
+pub fn message(kind: &str, data: &str) -> String {
+    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    format!("data: {{\"type\":\"{kind}\",\"data\":{data},\"timestamp\":\"{timestamp}\"}}\n\n")
+}
+
+/// The `presence` message: how many streams are open.
+pub fn presence_message(online: usize) -> String {
+    message("presence", &format!(r#"{{"online":{online}}}"#))
 }
 
 /// Which events one stream receives.
@@ -254,7 +264,7 @@ impl Hub {
     pub fn announce_presence(&self) {
         let now = self.connections();
         if self.announced.swap(now, Ordering::Relaxed) != now {
-            self.presence.set(sse::presence(now).into());
+            self.presence.set(presence_message(now).into());
             self.changes.notify();
         }
     }
@@ -266,7 +276,7 @@ impl Hub {
 
     /// Tells every stream to send a ping now.
     pub fn ping(&self) {
-        self.pings.set(sse::message("ping", "{}").into());
+        self.pings.set(message("ping", "{}").into());
         self.changes.notify();
     }
 

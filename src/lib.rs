@@ -13,9 +13,9 @@
 //!   change to the `outbox` table in the same transaction.
 //! - `outbox`: the tailer, reading new outbox rows in id order.
 //! - `hub`: the in-memory tail of the outbox that streams read, the count
-//!   of open streams, and the presence and ping frames they share.
+//!   of open streams, and every frame streams send, built once and shared.
 //! - `signal`: the one change signal every stream waits on.
-//! - `sse`: one stream: replay, live events, pings, resync, framing.
+//! - `sse`: one stream: replay, live events, pings, resync.
 //! - `web`: the embedded page and its client library.
 //! - `server`: the HTTP/1.1 accept loop, with header timeouts and limits;
 //!   event streams on their own connections are answered without hyper.
@@ -168,12 +168,14 @@ impl App {
                 state.config.poll_interval,
                 state.shutdown.clone(),
             )),
-            tokio::spawn(announce_presence(state.hub.clone(), state.shutdown.clone())),
-            tokio::spawn(ping(
-                state.hub.clone(),
-                state.config.ping_interval,
-                state.shutdown.clone(),
-            )),
+            tokio::spawn(every(PRESENCE_INTERVAL, state.shutdown.clone(), {
+                let hub = state.hub.clone();
+                move || hub.announce_presence()
+            })),
+            tokio::spawn(every(state.config.ping_interval, state.shutdown.clone(), {
+                let hub = state.hub.clone();
+                move || hub.ping()
+            })),
             tokio::spawn(prune_outbox(
                 state.db.clone(),
                 state.config.retention,
@@ -203,23 +205,15 @@ impl App {
 
 const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
 
-async fn announce_presence(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(PRESENCE_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => hub.announce_presence(),
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Pings every stream each `interval`: one timer and one frame for all.
-async fn ping(hub: Arc<Hub>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+/// Runs `action` every `period`, the first time one period from now, until
+/// shutdown: the online count's announcements and the pings, one timer
+/// each for all streams.
+async fn every(period: Duration, mut shutdown: watch::Receiver<bool>, action: impl Fn()) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => hub.ping(),
+            _ = tick.tick() => action(),
             _ = shutdown.changed() => return,
         }
     }

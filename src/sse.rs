@@ -1,6 +1,6 @@
 //! One event stream: the opening `retry:` and `connected` messages, replay
-//! from a client's position, live events, pings, `resync`, and the framing
-//! of each message (WHATWG HTML, "Server-sent events").
+//! from a client's position, live events, pings and `resync` (WHATWG HTML,
+//! "Server-sent events"); the frames themselves are built in `hub.rs`.
 //!
 //! A stream is a cursor: the id of the last event it has passed. Its body
 //! ([`EventStream`]) is polled by the connection that sends it, and yields
@@ -32,7 +32,7 @@ use warp::Reply;
 
 use crate::api::error::ApiError;
 use crate::db::{outbox, Db, DbResult};
-use crate::hub::{Audience, Event, Hub, Lookup, StreamGuard};
+use crate::hub::{message, presence_message, Audience, Event, Hub, Lookup, StreamGuard};
 use crate::metrics::Metrics;
 use crate::signal::Subscription;
 
@@ -115,7 +115,7 @@ fn opening_frames(connection: uuid::Uuid, cursor: i64, resync: bool, streams: &S
     );
     let mut frames = format!("retry: {retry_ms}\n\n");
     frames.push_str(&message("connected", &connected));
-    frames.push_str(&presence(streams.hub.connections()));
+    frames.push_str(&presence_message(streams.hub.connections()));
     if resync {
         frames.push_str(&message(
             "resync",
@@ -123,17 +123,6 @@ fn opening_frames(connection: uuid::Uuid, cursor: i64, resync: bool, streams: &S
         ));
     }
     Bytes::from(frames)
-}
-
-/// A message without an `id:` line (not stored, not resumable).
-pub(crate) fn message(kind: &str, data: &str) -> String {
-    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    format!("data: {{\"type\":\"{kind}\",\"data\":{data},\"timestamp\":\"{timestamp}\"}}\n\n")
-}
-
-/// The `presence` message: how many streams are open.
-pub(crate) fn presence(online: usize) -> String {
-    message("presence", &format!(r#"{{"online":{online}}}"#))
 }
 
 type CatchUp = Pin<Box<dyn Future<Output = DbResult<Vec<outbox::Row>>> + Send + Sync>>;

@@ -37,8 +37,9 @@ use streaming::Head;
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Each connection's kernel send buffer (Linux doubles it for bookkeeping).
 /// Left to itself the kernel grows it to megabytes for a reader that stops
-/// reading; bounded, such a stream holds at most this, hyper's buffer and
-/// its own queue of (shared) frames. Plenty for SSE and page loads alike.
+/// reading; bounded, such a stream holds at most this and its queue of
+/// (shared) frames, plus hyper's buffer when hyper serves it. Plenty for
+/// SSE and page loads alike.
 pub const SEND_BUFFER: usize = 16 * 1024;
 /// Longest wait for open connections to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
