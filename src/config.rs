@@ -71,6 +71,10 @@ pub struct Flags {
     #[arg(long, env = "STOA_RETENTION_EVENTS", default_value_t = 1_000_000)]
     pub retention_events: u64,
 
+    /// How long a database operation waits for a lock held by another
+    /// connection before the request gets 503 with Retry-After.
+    #[arg(long, env = "STOA_BUSY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub busy_timeout: Duration,
     /// Longest wait for a request's headers, and for the next request on
     /// an idle keep-alive connection; slower clients are disconnected.
     #[arg(long, env = "STOA_HEADER_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
@@ -110,6 +114,7 @@ pub struct Config {
     pub max_streams: usize,
     pub max_streams_per_ip: usize,
     pub header_timeout: Duration,
+    pub busy_timeout: Duration,
     pub write_rate: f64,
     pub write_burst: u32,
     pub sign_in_rate: f64,
@@ -131,6 +136,7 @@ impl Config {
             max_streams: 15_000,
             max_streams_per_ip: 256,
             header_timeout: Duration::from_secs(15),
+            busy_timeout: Duration::from_secs(5),
             write_rate: 30.0,
             write_burst: 10,
             sign_in_rate: 6.0,
@@ -182,6 +188,7 @@ impl TryFrom<&Flags> for Config {
             max_streams: flags.max_streams,
             max_streams_per_ip: flags.max_streams_per_ip,
             header_timeout: flags.header_timeout,
+            busy_timeout: flags.busy_timeout,
             write_rate: flags.write_rate,
             write_burst: flags.write_burst,
             sign_in_rate: flags.sign_in_rate,

@@ -97,7 +97,7 @@ pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 impl App {
     /// Opens the database (creating it with the schema) and binds the port.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        let db = Db::open(&config.db).await?;
+        let db = Db::open(&config.db, config.busy_timeout).await?;
         // The hub starts with the newest events already in memory, so the
         // clients that reconnect after a restart, each a little behind, are
         // replayed from there instead of each reading the outbox table.

@@ -28,7 +28,6 @@ pub const SCHEMA: &str = include_str!("../../schema.sql");
 const READERS: usize = 3;
 /// Prepared statements kept per connection: more than stoa has.
 const STATEMENT_CACHE: usize = 64;
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A database failure, classified once for every caller.
 #[derive(Debug, Clone)]
@@ -91,9 +90,9 @@ pub type DbResult<T> = Result<T, DbError>;
 /// Opens a connection with stoa's pragmas. WAL lets readers run beside the
 /// writer; `synchronous = FULL` makes every acknowledged commit durable even
 /// through a power cut, not only a crash of the process.
-pub fn open_connection(path: &Path) -> DbResult<Connection> {
+pub fn open_connection(path: &Path, busy_timeout: Duration) -> DbResult<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -132,6 +131,7 @@ pub fn apply_schema(conn: &Connection) -> DbResult<()> {
 #[derive(Clone)]
 pub struct Db {
     path: Arc<Path>,
+    busy_timeout: Duration,
     writer: writer::Writer,
     readers: Arc<[tokio_rusqlite::Connection]>,
     next_reader: Arc<AtomicUsize>,
@@ -140,17 +140,20 @@ pub struct Db {
 
 impl Db {
     /// Opens (creating if needed) the database file and applies the schema.
-    pub async fn open(path: &Path) -> DbResult<Db> {
-        let conn = open_connection(path)?;
+    /// `busy_timeout` is how long an operation waits for another
+    /// connection's lock before failing as [`DbError::Busy`].
+    pub async fn open(path: &Path, busy_timeout: Duration) -> DbResult<Db> {
+        let conn = open_connection(path, busy_timeout)?;
         apply_schema(&conn)?;
         let written = Arc::new(Notify::new());
         let writer = writer::Writer::start(conn, written.clone());
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            readers.push(Self::open_async(path).await?);
+            readers.push(Self::open_async(path, busy_timeout).await?);
         }
         Ok(Db {
             path: path.into(),
+            busy_timeout,
             writer,
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
@@ -158,13 +161,16 @@ impl Db {
         })
     }
 
-    async fn open_async(path: &Path) -> DbResult<tokio_rusqlite::Connection> {
+    async fn open_async(
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> DbResult<tokio_rusqlite::Connection> {
         let path = path.to_path_buf();
         let conn = tokio_rusqlite::Connection::open(&path)
             .await
             .map_err(DbError::from)?;
         conn.call(move |conn| {
-            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.busy_timeout(busy_timeout)?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -177,7 +183,7 @@ impl Db {
     /// A connection of its own for the outbox tailer.
     pub async fn tail_reader(&self) -> DbResult<TailReader> {
         Ok(TailReader {
-            conn: Self::open_async(&self.path).await?,
+            conn: Self::open_async(&self.path, self.busy_timeout).await?,
             seen_version: None,
         })
     }
@@ -222,9 +228,9 @@ impl Db {
     /// (A checkpoint cannot run inside the writer's transactions, so it
     /// uses a connection of its own; every write has been answered by then.)
     pub async fn checkpoint(&self) -> DbResult<()> {
-        let path = self.path.to_path_buf();
+        let (path, busy_timeout) = (self.path.to_path_buf(), self.busy_timeout);
         tokio::task::spawn_blocking(move || {
-            let conn = open_connection(&path)?;
+            let conn = open_connection(&path, busy_timeout)?;
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             Ok(())
         })

@@ -220,6 +220,16 @@ impl Drop for TestApp {
     }
 }
 
+/// A connection to a test server's SQLite file of its own, as the
+/// `sqlite3` shell or a script would open it: writes through it reach the
+/// server only through its triggers and its polling.
+pub fn outside_connection(db: &std::path::Path) -> tokio_rusqlite::rusqlite::Connection {
+    let conn = tokio_rusqlite::rusqlite::Connection::open(db).expect("database opens");
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    conn
+}
+
 /// Starts `stoa` on `db` and returns it with the address it listens on.
 pub async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stoa"))

@@ -404,7 +404,7 @@ struct Forum {
 }
 
 fn rows(db: &std::path::Path) -> (Forum, Vec<Value>) {
-    let conn = stoa::db::open_connection(db).unwrap();
+    let conn = crate::helpers::outside_connection(db);
     let mut forum = Forum::default();
     let mut statement = conn.prepare("SELECT id FROM threads").unwrap();
     forum.threads = statement

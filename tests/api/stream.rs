@@ -206,7 +206,7 @@ async fn a_write_from_another_process_reaches_open_streams() {
     let db_path = app.config.db.clone();
     let user_id = alice.id.clone();
     tokio::task::spawn_blocking(move || {
-        let conn = stoa::db::open_connection(&db_path).unwrap();
+        let conn = crate::helpers::outside_connection(&db_path);
         conn.execute(
             "INSERT INTO threads (id, author_id, title, content) VALUES ('from-the-shell', ?1, 'Admin post', 'hi')",
             [user_id],
@@ -239,7 +239,7 @@ async fn a_stalled_reader_neither_blocks_others_nor_loses_events() {
     let db_path = app.config.db.clone();
     let author = alice.id.clone();
     let writing = tokio::task::spawn_blocking(move || {
-        let mut conn = stoa::db::open_connection(&db_path).unwrap();
+        let mut conn = crate::helpers::outside_connection(&db_path);
         let tx = conn.transaction().unwrap();
         let padding = "x".repeat(4000);
         for n in 0..EVENTS {
