@@ -1,5 +1,7 @@
--- stoa schema. Applied on every start (idempotent); PRAGMA user_version
--- records the schema version for later migrations.
+-- stoa's SQLite schema, whole: every table, index, view and trigger as the
+-- migrations in src/db/sqlite/migrations/ leave them (a test keeps the two
+-- equal). It is for reading; a database is built and upgraded by the
+-- migrations, applied in order at start and recorded in PRAGMA user_version.
 --
 -- Every change a client must hear about is captured by a trigger that
 -- appends one row to `outbox` in the same transaction as the change. The
@@ -7,7 +9,7 @@
 -- sends, so a row written by any process (the server, the sqlite3 shell, a
 -- script) produces its event.
 
-CREATE TABLE IF NOT EXISTS users (
+CREATE TABLE users (
     id            TEXT PRIMARY KEY,
     username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
     password_hash TEXT NOT NULL,
@@ -16,47 +18,47 @@ CREATE TABLE IF NOT EXISTS users (
 
 -- Only a SHA-256 of the session token is stored: a leaked database file
 -- does not hand out live sessions.
-CREATE TABLE IF NOT EXISTS sessions (
+CREATE TABLE sessions (
     token_hash TEXT PRIMARY KEY,
     user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     expires_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);
+CREATE INDEX sessions_user ON sessions(user_id);
 
-CREATE TABLE IF NOT EXISTS threads (
+CREATE TABLE threads (
     id         TEXT PRIMARY KEY,
     author_id  TEXT NOT NULL REFERENCES users(id),
     title      TEXT NOT NULL,
     content    TEXT NOT NULL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
-CREATE INDEX IF NOT EXISTS threads_newest ON threads(created_at DESC, id DESC);
+CREATE INDEX threads_newest ON threads(created_at DESC, id DESC);
 
-CREATE TABLE IF NOT EXISTS comments (
+CREATE TABLE comments (
     id         TEXT PRIMARY KEY,
     thread_id  TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
     author_id  TEXT NOT NULL REFERENCES users(id),
     content    TEXT NOT NULL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
-CREATE INDEX IF NOT EXISTS comments_thread ON comments(thread_id, created_at, id);
+CREATE INDEX comments_thread ON comments(thread_id, created_at, id);
 
 -- One row per user and target: a thread like has comment_id NULL.
-CREATE TABLE IF NOT EXISTS likes (
+CREATE TABLE likes (
     user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     thread_id  TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
     comment_id TEXT REFERENCES comments(id) ON DELETE CASCADE,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
-CREATE UNIQUE INDEX IF NOT EXISTS likes_thread_once
+CREATE UNIQUE INDEX likes_thread_once
     ON likes(thread_id, user_id) WHERE comment_id IS NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS likes_comment_once
+CREATE UNIQUE INDEX likes_comment_once
     ON likes(comment_id, user_id) WHERE comment_id IS NOT NULL;
 
 -- AUTOINCREMENT: ids are never reused, even after old rows are pruned, so a
 -- client's Last-Event-ID can never point at a different event.
-CREATE TABLE IF NOT EXISTS outbox (
+CREATE TABLE outbox (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     type         TEXT NOT NULL,
     thread_id    TEXT,
@@ -64,12 +66,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload      TEXT NOT NULL CHECK (json_valid(payload)),
     created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
-CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_at);
+CREATE INDEX outbox_created ON outbox(created_at);
 
 -- ---------------------------------------------------------------- views
 -- The JSON shapes of the API, shared by the triggers and the queries.
 
-CREATE VIEW IF NOT EXISTS thread_json AS
+CREATE VIEW thread_json AS
 SELECT t.id, t.created_at, json_object(
     'id', t.id,
     'title', t.title,
@@ -82,7 +84,7 @@ SELECT t.id, t.created_at, json_object(
 ) AS json
 FROM threads t JOIN users u ON u.id = t.author_id;
 
-CREATE VIEW IF NOT EXISTS comment_json AS
+CREATE VIEW comment_json AS
 SELECT c.id, c.thread_id, c.created_at, json_object(
     'id', c.id,
     'threadId', c.thread_id,
@@ -96,7 +98,7 @@ FROM comments c JOIN users u ON u.id = c.author_id;
 
 -- ------------------------------------------------------------- triggers
 
-CREATE TRIGGER IF NOT EXISTS thread_created AFTER INSERT ON threads
+CREATE TRIGGER thread_created AFTER INSERT ON threads
 BEGIN
     INSERT INTO outbox (type, thread_id, payload)
     SELECT 'new_thread', NEW.id, json FROM thread_json WHERE id = NEW.id;
@@ -105,13 +107,13 @@ END;
 -- A deleted thread takes its comments and likes with it (ON DELETE CASCADE);
 -- the child triggers below stay quiet then, so one thread_deleted event
 -- stands for the whole removal.
-CREATE TRIGGER IF NOT EXISTS thread_removed AFTER DELETE ON threads
+CREATE TRIGGER thread_removed AFTER DELETE ON threads
 BEGIN
     INSERT INTO outbox (type, thread_id, payload)
     VALUES ('thread_deleted', OLD.id, json_object('threadId', OLD.id));
 END;
 
-CREATE TRIGGER IF NOT EXISTS comment_created AFTER INSERT ON comments
+CREATE TRIGGER comment_created AFTER INSERT ON comments
 BEGIN
     INSERT INTO outbox (type, thread_id, payload)
     SELECT 'new_comment', NEW.thread_id, json_object(
@@ -131,7 +133,7 @@ BEGIN
     WHERE t.id = NEW.thread_id AND t.author_id <> NEW.author_id;
 END;
 
-CREATE TRIGGER IF NOT EXISTS comment_removed AFTER DELETE ON comments
+CREATE TRIGGER comment_removed AFTER DELETE ON comments
 WHEN EXISTS (SELECT 1 FROM threads WHERE id = OLD.thread_id)
 BEGIN
     INSERT INTO outbox (type, thread_id, payload)
@@ -141,7 +143,7 @@ BEGIN
         'commentCount', (SELECT count(*) FROM comments WHERE thread_id = OLD.thread_id)));
 END;
 
-CREATE TRIGGER IF NOT EXISTS thread_like_added AFTER INSERT ON likes
+CREATE TRIGGER thread_like_added AFTER INSERT ON likes
 WHEN NEW.comment_id IS NULL
 BEGIN
     INSERT INTO outbox (type, thread_id, payload)
@@ -151,7 +153,7 @@ BEGIN
         'likeCount', (SELECT count(*) FROM likes WHERE thread_id = NEW.thread_id AND comment_id IS NULL)));
 END;
 
-CREATE TRIGGER IF NOT EXISTS comment_like_added AFTER INSERT ON likes
+CREATE TRIGGER comment_like_added AFTER INSERT ON likes
 WHEN NEW.comment_id IS NOT NULL
 BEGIN
     INSERT INTO outbox (type, thread_id, payload)
@@ -162,7 +164,7 @@ BEGIN
         'likeCount', (SELECT count(*) FROM likes WHERE comment_id = NEW.comment_id)));
 END;
 
-CREATE TRIGGER IF NOT EXISTS thread_like_removed AFTER DELETE ON likes
+CREATE TRIGGER thread_like_removed AFTER DELETE ON likes
 WHEN OLD.comment_id IS NULL
  AND EXISTS (SELECT 1 FROM threads WHERE id = OLD.thread_id)
 BEGIN
@@ -173,7 +175,7 @@ BEGIN
         'likeCount', (SELECT count(*) FROM likes WHERE thread_id = OLD.thread_id AND comment_id IS NULL)));
 END;
 
-CREATE TRIGGER IF NOT EXISTS comment_like_removed AFTER DELETE ON likes
+CREATE TRIGGER comment_like_removed AFTER DELETE ON likes
 WHEN OLD.comment_id IS NOT NULL
  AND EXISTS (SELECT 1 FROM comments WHERE id = OLD.comment_id)
  AND EXISTS (SELECT 1 FROM threads WHERE id = OLD.thread_id)
@@ -185,5 +187,3 @@ BEGIN
         'userId', OLD.user_id,
         'likeCount', (SELECT count(*) FROM likes WHERE comment_id = OLD.comment_id)));
 END;
-
-PRAGMA user_version = 1;

@@ -1,22 +1,20 @@
-//! Who is asking: passwords (Argon2), session tokens (only their SHA-256 is
-//! stored), the session cookie, and the filters that resolve the current
-//! user and guard writes against cross-site requests.
+//! Who is asking: passwords (Argon2, a bounded number hashed at once per
+//! server), session tokens (only their SHA-256 is stored) and the viewer
+//! they resolve to. The HTTP side (the cookie, the filters, cross-site
+//! checks) is in `api/identity.rs`.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use warp::Filter;
+use tokio::sync::Semaphore;
 
-use crate::api::error::ApiError;
-use crate::db::users::User;
-use crate::db::{sessions, Db};
-use crate::State;
+use crate::db::{Db, DbResult, User};
 
-pub const COOKIE: &str = "stoa_session";
-const SESSION_DAYS: i64 = 30;
+/// How long a session lasts.
+pub const SESSION_DAYS: i64 = 30;
 
 pub fn hash_password(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
@@ -27,18 +25,38 @@ pub fn hash_password(password: &str) -> String {
 }
 
 /// Argon2 takes about 19 MiB and tens of milliseconds per hash; at most
-/// this many run at once, so a burst of sign-ups (from however many
-/// addresses) queues instead of taking the server's memory and cores.
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// [`Hasher::AT_ONCE`] run at once in one server, so a burst of sign-ups
+/// (from however many addresses) queues instead of taking the server's
+/// memory and cores.
+pub struct Hasher {
+    permits: Semaphore,
+}
 
-/// Runs password work on the blocking pool, a bounded number at a time.
-pub async fn off_thread<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let _permit = HASHING.acquire().await.map_err(|_| ApiError::internal())?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::internal())
+/// Password work could not run (the server is stopping).
+#[derive(Debug)]
+pub struct HashingStopped;
+
+impl Default for Hasher {
+    fn default() -> Hasher {
+        Hasher {
+            permits: Semaphore::new(Hasher::AT_ONCE),
+        }
+    }
+}
+
+impl Hasher {
+    pub const AT_ONCE: usize = 2;
+
+    /// Runs password work on the blocking pool, a bounded number at a time.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashingStopped> {
+        let _permit = self.permits.acquire().await.map_err(|_| HashingStopped)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| HashingStopped)
+    }
 }
 
 /// A hash of no real password, to verify against when a username is
@@ -71,30 +89,17 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Times as stored: RFC 3339 UTC with milliseconds, so they compare as text.
-pub fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 /// Stores a new session for `user_id` and returns its token.
-pub async fn start_session(db: &Db, user_id: String) -> Result<String, ApiError> {
+pub async fn start_session(db: &Db, user_id: String) -> DbResult<String> {
     let token = new_token();
-    let hash = token_hash(&token);
-    let expires = timestamp(Utc::now() + chrono::Duration::days(SESSION_DAYS));
-    db.write(move |tx| sessions::insert(tx, &hash, &user_id, &expires))
+    db.start_session(token_hash(&token), user_id, session_expiry())
         .await?;
     Ok(token)
 }
 
-pub fn session_cookie(token: &str) -> String {
-    format!(
-        "{COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
-        SESSION_DAYS * 24 * 3600
-    )
-}
-
-pub fn cleared_cookie() -> String {
-    format!("{COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0")
+/// When a session started now ends.
+pub fn session_expiry() -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::Duration::days(SESSION_DAYS)
 }
 
 /// The person behind a request, if signed in.
@@ -106,116 +111,25 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    pub const SIGNED_OUT: Viewer = Viewer {
+        user: None,
+        token_hash: None,
+    };
+
     pub fn id(&self) -> Option<&str> {
         self.user.as_ref().map(|u| u.id.as_str())
     }
 }
 
-/// Where the token came from: a cookie is sent by the browser on its own,
-/// so cookie-authenticated writes get the cross-site checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Cookie,
-    Bearer,
-}
-
-fn presented_token(
-    authorization: Option<String>,
-    cookie: Option<String>,
-) -> Option<(String, Source)> {
-    if let Some(value) = authorization {
-        if let Some(token) = value.strip_prefix("Bearer ") {
-            return Some((token.trim().to_string(), Source::Bearer));
-        }
-    }
-    cookie.map(|token| (token, Source::Cookie))
-}
-
-async fn resolve(
-    db: Db,
-    token: Option<(String, Source)>,
-) -> Result<(Viewer, Option<Source>), ApiError> {
-    let Some((token, source)) = token else {
-        return Ok((
-            Viewer {
-                user: None,
-                token_hash: None,
-            },
-            None,
-        ));
-    };
-    let hash = token_hash(&token);
-    let lookup = hash.clone();
-    let now = timestamp(Utc::now());
-    let user = db
-        .read(move |tx| sessions::user_for(tx, &lookup, &now))
-        .await?;
+/// Who a presented token signs in: nobody when it is unknown or expired.
+pub async fn resolve(db: &Db, token: &str) -> DbResult<Viewer> {
+    let hash = token_hash(token);
+    let user = db.session_user(hash.clone()).await?;
     let signed_in = user.is_some();
-    Ok((
-        Viewer {
-            user,
-            token_hash: signed_in.then_some(hash),
-        },
-        signed_in.then_some(source),
-    ))
-}
-
-/// The person behind a request, and where their token came from.
-fn identified(
-    state: State,
-) -> impl Filter<Extract = ((Viewer, Option<Source>),), Error = warp::Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
-        .and(warp::cookie::optional::<String>(COOKIE))
-        .and_then(move |authorization, cookie| {
-            let db = state.db.clone();
-            async move {
-                resolve(db, presented_token(authorization, cookie))
-                    .await
-                    .map_err(warp::reject::custom)
-            }
-        })
-}
-
-/// The viewer of a read: signed in or not (an unknown token reads as
-/// signed out).
-pub fn viewer(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Rejection> + Clone {
-    identified(state).map(|(viewer, _): (Viewer, Option<Source>)| viewer)
-}
-
-/// The signed-in author of a write, within their write rate. A
-/// cookie-authenticated write whose `Origin` is neither this server nor a
-/// configured origin is refused: it is another site acting with the
-/// visitor's cookie.
-pub fn author(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Rejection> + Clone {
-    identified(state.clone())
-        .and(warp::header::optional::<String>("origin"))
-        .and(warp::header::optional::<String>("host"))
-        .and_then(move |(viewer, source): (Viewer, Option<Source>), origin: Option<String>, host: Option<String>| {
-            let state = state.clone();
-            async move {
-                let Some(user) = &viewer.user else {
-                    return Err(warp::reject::custom(ApiError::unauthorized("sign in first")));
-                };
-                if source == Some(Source::Cookie) {
-                    if let Some(origin) = origin {
-                        let own = host.is_some_and(|host| {
-                            origin == format!("http://{host}") || origin == format!("https://{host}")
-                        });
-                        if !own && !state.config.cors_origins.contains(&origin) {
-                            return Err(warp::reject::custom(ApiError::forbidden(format!(
-                                "requests from origin {origin} may not use this site's session cookie"
-                            ))));
-                        }
-                    }
-                }
-                if let Some(limiter) = &state.limits.writes {
-                    limiter
-                        .check(&user.id)
-                        .map_err(|wait| warp::reject::custom(ApiError::too_many_requests("writes", wait)))?;
-                }
-                Ok(viewer)
-            }
-        })
+    Ok(Viewer {
+        user,
+        token_hash: signed_in.then_some(hash),
+    })
 }
 
 #[cfg(test)]
@@ -239,11 +153,34 @@ mod tests {
         assert_eq!(token_hash(&a), token_hash(&a));
     }
 
-    #[test]
-    fn a_bearer_token_wins_over_the_cookie() {
-        let token = presented_token(Some("Bearer abc".into()), Some("def".into()));
-        assert_eq!(token, Some(("abc".into(), Source::Bearer)));
-        let token = presented_token(None, Some("def".into()));
-        assert_eq!(token, Some(("def".into(), Source::Cookie)));
+    #[tokio::test]
+    async fn a_server_hashes_at_most_its_share_at_once() {
+        let hasher = std::sync::Arc::new(Hasher::default());
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..6)
+            .map(|_| {
+                let (hasher, running, most) = (hasher.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    hasher
+                        .run(move || {
+                            use std::sync::atomic::Ordering::SeqCst;
+                            let now = running.fetch_add(1, SeqCst) + 1;
+                            most.fetch_max(now, SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            running.fetch_sub(1, SeqCst);
+                        })
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for job in jobs {
+            job.await.unwrap();
+        }
+        assert_eq!(
+            most.load(std::sync::atomic::Ordering::SeqCst),
+            Hasher::AT_ONCE
+        );
     }
 }

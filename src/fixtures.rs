@@ -1,14 +1,12 @@
 //! Sample data: users, threads, comments and likes from a JSON file, so a
 //! first look at a new forum is not an empty page. Loaded through the same
-//! queries as the API, so every row produces its event.
+//! queries as the API (`Db::load_fixture`), so every row produces its event.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::db::likes::{self, Target};
-use crate::db::users::{self, User};
-use crate::db::{comments, threads, Db};
+use crate::db::Db;
 use crate::{auth, StartError};
 
 /// The demo data set, built into the binary for `stoa --demo`.
@@ -66,58 +64,7 @@ pub async fn load(db: &Db, data: DataSet) -> Result<bool, StartError> {
         .iter()
         .map(|u| auth::hash_password(&u.password))
         .collect();
-    let loaded = db
-        .write(move |tx| {
-            let existing: i64 = threads::count(tx)?;
-            if existing > 0 {
-                return Ok(false);
-            }
-            let mut ids = std::collections::HashMap::new();
-            for (sample, hash) in data.users.iter().zip(&hashes) {
-                let id = match users::by_username(tx, &sample.username)? {
-                    Some((user, _)) => user.id,
-                    None => {
-                        let user = User {
-                            id: uuid::Uuid::now_v7().to_string(),
-                            username: sample.username.clone(),
-                        };
-                        users::insert(tx, &user, hash)?;
-                        user.id
-                    }
-                };
-                ids.insert(sample.username.clone(), id);
-            }
-            let id_of = |name: &str| {
-                ids.get(name).cloned().ok_or_else(|| {
-                    crate::db::DbError::Other(format!("fixture names unknown user {name:?}"))
-                })
-            };
-            for sample in &data.threads {
-                let thread_id = uuid::Uuid::now_v7().to_string();
-                threads::insert(
-                    tx,
-                    &thread_id,
-                    &id_of(&sample.author)?,
-                    &sample.title,
-                    &sample.content,
-                )?;
-                for comment in &sample.comments {
-                    let id = uuid::Uuid::now_v7().to_string();
-                    comments::insert(
-                        tx,
-                        &id,
-                        &thread_id,
-                        &id_of(&comment.author)?,
-                        &comment.content,
-                    )?;
-                }
-                for liker in &sample.likes {
-                    likes::set(tx, &id_of(liker)?, &Target::Thread(thread_id.clone()), true)?;
-                }
-            }
-            Ok(true)
-        })
-        .await?;
+    let loaded = db.load_fixture(data, hashes).await?;
     Ok(loaded)
 }
 

@@ -10,8 +10,8 @@
 //!
 //! The same signal announces everything else a stream sends: a new online
 //! count, a ping (one timer for all streams, in `lib.rs`), and shutdown.
-//! Every frame is built once here and shared: each event's, and the current
-//! presence and ping frames.
+//! Every frame is built once (by `wire.rs`) and shared: each event's, and
+//! the current presence and ping frames.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
-use crate::db::outbox::Row;
+use crate::db::Row;
 use crate::signal::Signal;
+use crate::wire;
 
 /// How many recent events are kept in memory for live streams.
 pub const WINDOW: usize = 8192;
@@ -40,22 +41,11 @@ impl Event {
     pub fn from_row(row: Row) -> Event {
         Event {
             id: row.id,
-            frame: Bytes::from(format!("id: {}\ndata: {}\n\n", row.id, row.message)),
+            frame: wire::event_frame(&row),
             thread_id: row.thread_id.map(String::into_boxed_str),
             recipient_id: row.recipient_id.map(String::into_boxed_str),
         }
     }
-}
-
-/// A message without an `id:` line (not stored, not resumable).
-pub fn message(kind: &str, data: &str) -> String {
-    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    format!("data: {{\"type\":\"{kind}\",\"data\":{data},\"timestamp\":\"{timestamp}\"}}\n\n")
-}
-
-/// The `presence` message: how many streams are open.
-pub fn presence_message(online: usize) -> String {
-    message("presence", &format!(r#"{{"online":{online}}}"#))
 }
 
 /// Which events one stream receives.
@@ -264,7 +254,7 @@ impl Hub {
     pub fn announce_presence(&self) {
         let now = self.connections();
         if self.announced.swap(now, Ordering::Relaxed) != now {
-            self.presence.set(presence_message(now).into());
+            self.presence.set(wire::presence(now));
             self.changes.notify();
         }
     }
@@ -276,7 +266,7 @@ impl Hub {
 
     /// Tells every stream to send a ping now.
     pub fn ping(&self) {
-        self.pings.set(message("ping", "{}").into());
+        self.pings.set(wire::ping());
         self.changes.notify();
     }
 
@@ -332,9 +322,11 @@ mod tests {
     fn event(id: i64, thread: &str, recipient: Option<&str>) -> Event {
         Event::from_row(Row {
             id,
+            kind: "new_thread".into(),
             thread_id: Some(thread.into()),
             recipient_id: recipient.map(Into::into),
-            message: format!("{{\"n\":{id}}}"),
+            payload: format!("{{\"n\":{id}}}"),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
         })
     }
 

@@ -7,15 +7,18 @@
 //!
 //! The modules follow the data's path:
 //!
-//! - `api`: HTTP request → validation → a call into `db` (one file per resource).
-//! - `auth`: passwords, sessions and the current-user filters the API uses.
-//! - `db`: SQLite; every write's trigger (in `schema.sql`) appends the
-//!   change to the `outbox` table in the same transaction.
-//! - `outbox`: the tailer, reading new outbox rows in id order.
+//! - `api`: HTTP request → validation → a call into `db` (one file per
+//!   resource); the only module that speaks HTTP statuses and headers.
+//! - `auth`: passwords, session tokens, the viewer a token resolves to.
+//! - `db`: the store's one seam, named methods over SQLite (`db/sqlite/`,
+//!   with its migrations); every write's trigger appends the change to the
+//!   `outbox` table in the same transaction.
+//! - `tailer`: reads new outbox rows in id order and hands them to the hub.
 //! - `hub`: the in-memory tail of the outbox that streams read, the count
-//!   of open streams, and every frame streams send, built once and shared.
+//!   of open streams, and the frames they share.
 //! - `signal`: the one change signal every stream waits on.
 //! - `sse`: one stream: replay, live events, pings, resync.
+//! - `wire`: every byte a stream sends, built once.
 //! - `web`: the embedded page and its client library.
 //! - `server`: the HTTP/1.1 accept loop, with header timeouts and limits;
 //!   event streams on their own connections are answered without hyper.
@@ -32,11 +35,12 @@ pub mod fixtures;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
-pub mod outbox;
 pub mod server;
 pub mod signal;
 pub mod sse;
+pub mod tailer;
 pub mod web;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,6 +50,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use auth::Hasher;
 pub use config::{Config, Flags};
 use db::Db;
 use hub::Hub;
@@ -63,6 +68,7 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    pub hasher: Hasher,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -97,18 +103,12 @@ pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 impl App {
     /// Opens the database (creating it with the schema) and binds the port.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        let db = Db::open(&config.db, config.busy_timeout).await?;
+        let metrics = Arc::new(Metrics::default());
+        let db = Db::open(&config.db, config.busy_timeout, metrics.clone()).await?;
         // The hub starts with the newest events already in memory, so the
         // clients that reconnect after a restart, each a little behind, are
         // replayed from there instead of each reading the outbox table.
-        let (position, recent) = db
-            .read(|tx| {
-                Ok((
-                    db::outbox::latest(tx)?,
-                    db::outbox::newest(tx, hub::WINDOW)?,
-                ))
-            })
-            .await?;
+        let (position, recent) = db.outbox_newest(hub::WINDOW).await?;
         let listener = TcpListener::bind(config.listen).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let floor = recent.first().map_or(position, |row| row.id - 1);
@@ -128,8 +128,9 @@ impl App {
                 config,
                 db,
                 hub,
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 limits,
+                hasher: Hasher::default(),
                 shutdown: shutdown_rx,
             })),
             shutdown,
@@ -160,7 +161,7 @@ impl App {
             shutdown,
         } = self;
         let background = [
-            tokio::spawn(outbox::tail(
+            tokio::spawn(tailer::tail(
                 state.db.tail_reader().await?,
                 state.hub.clone(),
                 state.metrics.clone(),
@@ -197,7 +198,7 @@ impl App {
         for task in background {
             let _ = task.await;
         }
-        db.checkpoint().await?;
+        db.close().await?;
         tracing::info!("stopped cleanly");
         Ok(())
     }
@@ -235,13 +236,9 @@ async fn prune_outbox(db: Db, retention: Duration, keep: u64, mut shutdown: watc
         let Ok(age) = chrono::Duration::from_std(retention) else {
             return;
         };
-        let cutoff = auth::timestamp(chrono::Utc::now() - age);
+        let cutoff = chrono::Utc::now() - age;
         loop {
-            let cutoff = cutoff.clone();
-            match db
-                .write(move |tx| db::outbox::prune(tx, &cutoff, keep, BATCH))
-                .await
-            {
+            match db.prune_outbox(cutoff, keep, BATCH).await {
                 Ok(n) if n == BATCH => continue,
                 Ok(_) => break,
                 Err(error) => {

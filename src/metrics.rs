@@ -29,6 +29,8 @@ pub struct Metrics {
     pub outbox_catch_ups: Counter,
     pub resyncs: Counter,
     pub lagging_streams_closed: Counter,
+    /// Database operations that gave up on a lock (counted by `Db`).
+    pub database_busy: Counter,
     /// Requests by method, route and status.
     requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
 }
@@ -109,7 +111,7 @@ impl Metrics {
             "database_busy_total",
             "counter",
             "Database operations that gave up waiting for a lock.",
-            crate::db::busy_errors(),
+            self.database_busy.get(),
         );
         out.push_str(
             "# HELP stoa_http_requests_total HTTP requests by method, route and status.\n\

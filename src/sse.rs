@@ -1,6 +1,6 @@
-//! One event stream: the opening `retry:` and `connected` messages, replay
-//! from a client's position, live events, pings and `resync` (WHATWG HTML,
-//! "Server-sent events"); the frames themselves are built in `hub.rs`.
+//! One event stream: the opening, replay from a client's position, live
+//! events, pings and `resync`; the bytes themselves are built by `wire.rs`,
+//! and the HTTP response around them by `api/events.rs`.
 //!
 //! A stream is a cursor: the id of the last event it has passed. Its body
 //! ([`EventStream`]) is polled by the connection that sends it, and yields
@@ -26,15 +26,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 use rand::Rng;
-use warp::http::HeaderValue;
-use warp::reply::Response;
-use warp::Reply;
 
-use crate::api::error::ApiError;
-use crate::db::{outbox, Db, DbResult};
-use crate::hub::{message, presence_message, Audience, Event, Hub, Lookup, StreamGuard};
+use crate::db::{Db, DbResult, Row};
+use crate::hub::{Audience, Event, Hub, Lookup, StreamGuard};
 use crate::metrics::Metrics;
 use crate::signal::Subscription;
+use crate::wire;
 
 /// Events taken from the hub or the outbox in one go.
 const BATCH: usize = 128;
@@ -48,28 +45,14 @@ pub struct Streams {
     pub ping_interval: Duration,
 }
 
-/// A client's resume position: the `Last-Event-ID` header, else the
-/// `lastEventId` query parameter. `None` means "from now on".
-pub fn position(header: Option<&str>, query: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let Some(raw) = header.or(query).map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(None);
-    };
-    match raw.parse::<i64>() {
-        Ok(id) if id >= 0 && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(id)),
-        _ => Err(ApiError::bad_request(format!(
-            "Last-Event-ID / lastEventId must be a non-negative integer event id, got {raw:?}"
-        ))),
-    }
-}
-
 /// Opens a stream for `audience`, resuming after `position` if given.
 pub async fn open(
     streams: Streams,
     guard: StreamGuard,
     position: Option<i64>,
     audience: Audience,
-) -> Result<Response, ApiError> {
-    let range = streams.db.read(|tx| outbox::range(tx)).await?;
+) -> DbResult<EventStream> {
+    let range = streams.db.outbox_range().await?;
     let (cursor, resync) = match position {
         Some(position) if range.can_resume_from(position) => {
             streams.metrics.replays.add(1);
@@ -83,49 +66,24 @@ pub async fn open(
     };
 
     let connection = uuid::Uuid::now_v7();
-    let opening = opening_frames(connection, cursor, resync, &streams);
+    let opening = wire::opening(&wire::Opening {
+        // Jittered, so a restart does not bring every client back in the
+        // same instant.
+        retry: Duration::from_millis(rand::thread_rng().gen_range(1000..4000)),
+        connection,
+        last_event_id: cursor,
+        ping_interval: streams.ping_interval,
+        online: streams.hub.connections(),
+        resync,
+    });
     streams.metrics.streams_opened.add(1);
     tracing::info!(%connection, from = cursor, resync, thread = ?audience.thread, "stream opened");
-    let body = EventStream::new(streams, guard, connection, opening, cursor, audience);
-
-    let mut response = warp::reply::stream(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        "content-type",
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        "cache-control",
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
-    // nginx and other proxies must pass each message on at once.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(EventStream::new(
+        streams, guard, connection, opening, cursor, audience,
+    ))
 }
 
-/// `retry:` (jittered, so a restart does not bring every client back in the
-/// same instant), `connected`, the online count, and `resync` when the
-/// position was unusable.
-fn opening_frames(connection: uuid::Uuid, cursor: i64, resync: bool, streams: &Streams) -> Bytes {
-    let ping_interval = streams.ping_interval;
-    let retry_ms = rand::thread_rng().gen_range(1000..4000);
-    let connected = format!(
-        r#"{{"connectionId":"{connection}","lastEventId":{cursor},"pingInterval":{}}}"#,
-        ping_interval.as_millis()
-    );
-    let mut frames = format!("retry: {retry_ms}\n\n");
-    frames.push_str(&message("connected", &connected));
-    frames.push_str(&presence_message(streams.hub.connections()));
-    if resync {
-        frames.push_str(&message(
-            "resync",
-            &format!(r#"{{"lastEventId":{cursor}}}"#),
-        ));
-    }
-    Bytes::from(frames)
-}
-
-type CatchUp = Pin<Box<dyn Future<Output = DbResult<Vec<outbox::Row>>> + Send + Sync>>;
+type CatchUp = Pin<Box<dyn Future<Output = DbResult<Vec<Row>>> + Send + Sync>>;
 
 /// The body of one stream. Holds its place in the outbox and yields frames
 /// when polled; dropping it (the client went away) closes the stream.
@@ -221,9 +179,8 @@ impl EventStream {
                     self.streams.metrics.outbox_catch_ups.add(1);
                     let after = self.cursor;
                     let db = self.streams.db.clone();
-                    self.catching_up = Some(Box::pin(async move {
-                        db.read(move |tx| outbox::after(tx, after, BATCH)).await
-                    }));
+                    self.catching_up =
+                        Some(Box::pin(async move { db.outbox_after(after, BATCH).await }));
                 }
             }
         }
@@ -274,43 +231,5 @@ impl Stream for EventStream {
 impl Drop for EventStream {
     fn drop(&mut self) {
         tracing::info!(connection = %self.connection, "stream closed");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_header_wins_over_the_query() {
-        assert_eq!(position(Some("7"), Some("3")).unwrap(), Some(7));
-        assert_eq!(position(None, Some("3")).unwrap(), Some(3));
-        assert_eq!(position(None, None).unwrap(), None);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_position_text_is_parsed_or_refused_never_misread(raw in "\\PC{0,24}") {
-            let parsed = position(Some(&raw), None);
-            let trimmed = raw.trim();
-            let valid = !trimmed.is_empty()
-                && trimmed.bytes().all(|b| b.is_ascii_digit())
-                && trimmed.parse::<i64>().is_ok();
-            match parsed {
-                Ok(Some(id)) => proptest::prop_assert!(valid && trimmed.parse::<i64>() == Ok(id)),
-                Ok(None) => proptest::prop_assert!(trimmed.is_empty()),
-                Err(_) => proptest::prop_assert!(!valid),
-            }
-        }
-    }
-
-    #[test]
-    fn a_malformed_position_is_refused() {
-        for bad in ["-1", "abc", "1.5", "+3", "99999999999999999999"] {
-            assert!(
-                position(Some(bad), None).is_err(),
-                "{bad} should be refused"
-            );
-        }
     }
 }

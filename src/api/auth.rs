@@ -6,10 +6,10 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::{respond, ApiError};
+use super::identity;
 use super::{client_ip, json_body, json_reply};
 use crate::auth::{self, Viewer};
-use crate::db::users::{self, User};
-use crate::db::{sessions, DbError};
+use crate::db::{DbError, User};
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -53,17 +53,25 @@ async fn handle_register(state: State, body: Credentials) -> Result<Response, Ap
         id: uuid::Uuid::now_v7().to_string(),
         username,
     };
-    let hash = auth::off_thread(move || auth::hash_password(&password)).await?;
-    let stored = user.clone();
+    let hash = state
+        .hasher
+        .run(move || auth::hash_password(&password))
+        .await?;
+    let token = auth::new_token();
     state
         .db
-        .write(move |tx| users::insert(tx, &stored, &hash))
+        .register(
+            user.clone(),
+            hash,
+            auth::token_hash(&token),
+            auth::session_expiry(),
+        )
         .await
         .map_err(|error| match error {
             DbError::Conflict => ApiError::conflict("that username is taken"),
             other => other.into(),
         })?;
-    signed_in(&state, user, StatusCode::CREATED).await
+    signed_in(user, token, StatusCode::CREATED)
 }
 
 /// POST /api/auth/login
@@ -81,26 +89,30 @@ fn login(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> 
 async fn handle_login(state: State, body: Credentials) -> Result<Response, ApiError> {
     let username = body.username.unwrap_or_default();
     let password = body.password.unwrap_or_default();
-    let found = state
-        .db
-        .read(move |tx| users::by_username(tx, &username))
-        .await?;
+    let found = state.db.credentials(username).await?;
     // Verify against some hash even for an unknown user, so the answer
     // takes as long either way and does not tell which usernames exist.
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), hash),
         None => (None, auth::decoy_hash()),
     };
-    let verified = auth::off_thread(move || auth::verify_password(&password, &hash)).await?;
+    let verified = state
+        .hasher
+        .run(move || auth::verify_password(&password, &hash))
+        .await?;
     match user {
-        Some(user) if verified => signed_in(&state, user, StatusCode::OK).await,
+        Some(user) if verified => {
+            let token = auth::start_session(&state.db, user.id.clone()).await?;
+            signed_in(user, token, StatusCode::OK)
+        }
         _ => Err(ApiError::unauthorized("wrong username or password")),
     }
 }
 
-async fn signed_in(state: &State, user: User, status: StatusCode) -> Result<Response, ApiError> {
-    let token = auth::start_session(&state.db, user.id.clone()).await?;
-    let cookie = auth::session_cookie(&token);
+/// The answer that signs `user` in with `token`: in the body and as the
+/// session cookie.
+fn signed_in(user: User, token: String, status: StatusCode) -> Result<Response, ApiError> {
+    let cookie = identity::session_cookie(&token);
     let mut response = json_reply(status, &SignedIn { user, token });
     response.headers_mut().insert(
         "set-cookie",
@@ -113,7 +125,7 @@ async fn signed_in(state: &State, user: User, status: StatusCode) -> Result<Resp
 fn logout(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "auth" / "logout")
         .and(warp::post())
-        .and(auth::viewer(state.clone()))
+        .and(identity::viewer(state.clone()))
         .then(move |viewer: Viewer| {
             let state = state.clone();
             async move { respond(handle_logout(state, viewer).await) }
@@ -122,16 +134,13 @@ fn logout(state: State) -> impl Filter<Extract = (Response,), Error = Rejection>
 
 async fn handle_logout(state: State, viewer: Viewer) -> Result<Response, ApiError> {
     if let Some(hash) = viewer.token_hash {
-        state
-            .db
-            .write(move |tx| sessions::delete(tx, &hash))
-            .await?;
+        state.db.end_session(hash).await?;
     }
     let mut response =
         warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
     response.headers_mut().insert(
         "set-cookie",
-        HeaderValue::from_str(&auth::cleared_cookie()).map_err(|_| ApiError::internal())?,
+        HeaderValue::from_str(&identity::cleared_cookie()).map_err(|_| ApiError::internal())?,
     );
     Ok(response)
 }
@@ -144,7 +153,7 @@ fn me(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + C
     }
     warp::path!("api" / "auth" / "me")
         .and(warp::get())
-        .and(auth::viewer(state))
+        .and(identity::viewer(state))
         .map(|viewer: Viewer| {
             respond(
                 viewer

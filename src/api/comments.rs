@@ -6,10 +6,11 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::error::{respond, ApiError};
+use super::identity;
 use super::threads::{removal, MAX_CONTENT};
 use super::{id_field, json_body, json_reply, text_field};
-use crate::auth::{self, Viewer};
-use crate::db::{comments, Json};
+use crate::auth::Viewer;
+use crate::db::Json;
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -32,7 +33,7 @@ struct Created {
 fn create(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "community" / "comment")
         .and(warp::post())
-        .and(auth::author(state.clone()))
+        .and(identity::author(state.clone()))
         .and(json_body())
         .then(move |author, body| {
             let state = state.clone();
@@ -51,7 +52,7 @@ async fn handle_create(
     let id = uuid::Uuid::now_v7().to_string();
     let comment = state
         .db
-        .write(move |tx| comments::insert(tx, &id, &thread_id, &author_id, &content))
+        .add_comment(id, thread_id, author_id, content)
         .await?
         .ok_or_else(|| ApiError::not_found("no such thread"))?;
     Ok(json_reply(StatusCode::CREATED, &Created { comment }))
@@ -61,15 +62,12 @@ async fn handle_create(
 fn delete(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "community" / "comments" / String)
         .and(warp::delete())
-        .and(auth::author(state.clone()))
+        .and(identity::author(state.clone()))
         .then(move |id: String, author: Viewer| {
             let state = state.clone();
             async move {
                 let user = author.id().unwrap_or_default().to_string();
-                let outcome = state
-                    .db
-                    .write(move |tx| comments::delete(tx, &id, &user))
-                    .await;
+                let outcome = state.db.remove_comment(id, user).await;
                 respond(removal(outcome, "comment"))
             }
         })

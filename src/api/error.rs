@@ -8,6 +8,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use crate::auth::HashingStopped;
 use crate::db::DbError;
 
 /// An error a client sees: a status, a stable code, and a message naming
@@ -101,12 +102,22 @@ impl From<DbError> for ApiError {
         match error {
             DbError::Busy => ApiError::unavailable("the database is busy; try again shortly"),
             DbError::Conflict => ApiError::conflict("that already exists"),
+            DbError::Schema(detail) => {
+                tracing::error!(%detail, "database schema");
+                ApiError::internal()
+            }
             DbError::Other(detail) => {
                 // The detail goes to the log, not to the client.
                 tracing::error!(%detail, "database error");
                 ApiError::internal()
             }
         }
+    }
+}
+
+impl From<HashingStopped> for ApiError {
+    fn from(_: HashingStopped) -> ApiError {
+        ApiError::unavailable("the server is stopping; try again shortly")
     }
 }
 

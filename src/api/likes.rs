@@ -7,9 +7,10 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::error::{respond, ApiError};
+use super::identity;
 use super::{id_field, json_body, json_reply};
-use crate::auth::{self, Viewer};
-use crate::db::likes::{self, Target};
+use crate::auth::Viewer;
+use crate::db::Target;
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -42,7 +43,7 @@ fn like(
     };
     warp::path!("api" / "community" / "like")
         .and(method)
-        .and(auth::author(state.clone()))
+        .and(identity::author(state.clone()))
         .and(json_body())
         .then(move |author, body| {
             let state = state.clone();
@@ -73,7 +74,7 @@ async fn handle_like(
     };
     let like_count = state
         .db
-        .write(move |tx| likes::set(tx, &user, &target, liked))
+        .set_like(user, target, liked)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no such {what}")))?;
     Ok(json_reply(StatusCode::OK, &LikeState { liked, like_count }))

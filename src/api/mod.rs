@@ -9,6 +9,7 @@ pub mod auth;
 pub mod comments;
 pub mod error;
 pub mod events;
+pub mod identity;
 pub mod likes;
 pub mod status;
 pub mod threads;
@@ -101,7 +102,7 @@ fn route_label(path: &str) -> &'static str {
         "/api/community/threads",
         "/api/community/comment",
         "/api/community/like",
-        "/api/community/events",
+        events::PATH,
         "/api/community/stats",
     ];
     if let Some(fixed) = FIXED.iter().find(|fixed| **fixed == path) {

@@ -7,7 +7,6 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::{respond, ApiError};
 use super::json_reply;
-use crate::db::outbox;
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -41,11 +40,7 @@ fn stats(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> 
         .then(move || {
             let state = state.clone();
             async move {
-                let result = state
-                    .db
-                    .read(|tx| outbox::range(tx))
-                    .await
-                    .map_err(ApiError::from);
+                let result = state.db.outbox_range().await.map_err(ApiError::from);
                 respond(result.map(|range| {
                     let connections = state.hub.connections();
                     json_reply(
@@ -70,11 +65,7 @@ fn healthz(state: State) -> impl Filter<Extract = (Response,), Error = Rejection
     warp::path!("healthz").and(warp::get()).then(move || {
         let state = state.clone();
         async move {
-            let result = state
-                .db
-                .read(|tx| outbox::latest(tx))
-                .await
-                .map_err(ApiError::from);
+            let result = state.db.outbox_range().await.map_err(ApiError::from);
             respond(
                 result.map(|_| json_reply(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
             )

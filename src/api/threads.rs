@@ -7,10 +7,10 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::{respond, ApiError};
+use super::identity;
 use super::{json_body, json_reply, text_field};
-use crate::auth::{self, Viewer};
-use crate::db::threads::{self, Cursor};
-use crate::db::{comments, outbox, DbError, Json, Removal};
+use crate::auth::Viewer;
+use crate::db::{Cursor, DbError, Json, Removal};
 use crate::State;
 
 const DEFAULT_PAGE: usize = 20;
@@ -47,7 +47,7 @@ fn list(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> +
     warp::path!("api" / "community" / "threads")
         .and(warp::get())
         .and(warp::query::<ListQuery>())
-        .and(auth::viewer(state.clone()))
+        .and(identity::viewer(state.clone()))
         .then(move |query, viewer| {
             let state = state.clone();
             async move { respond(handle_list(state, query, viewer).await) }
@@ -66,13 +66,8 @@ async fn handle_list(state: State, query: ListQuery, viewer: Viewer) -> Result<R
     let viewer = viewer.user.map(|u| u.id);
     // The page and its position come from one read transaction: a client
     // that connects with `lastEventId` misses nothing and sees nothing twice.
-    let (rows, last_event_id) = state
-        .db
-        .read(move |tx| {
-            let rows = threads::page(tx, viewer.as_deref(), limit, before.as_ref())?;
-            Ok((rows, outbox::latest(tx)?))
-        })
-        .await?;
+    let page = state.db.thread_page(viewer, limit, before).await?;
+    let (rows, last_event_id) = (page.threads, page.last_event_id);
     let next_cursor = (rows.len() == limit)
         .then(|| rows.last().map(|(cursor, _)| encode_cursor(cursor)))
         .flatten();
@@ -100,19 +95,11 @@ fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ThreadWithComments {
-    thread: Json,
-    comments: Vec<Json>,
-    last_event_id: i64,
-}
-
 /// GET /api/community/threads/:id
 fn get(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "community" / "threads" / String)
         .and(warp::get())
-        .and(auth::viewer(state.clone()))
+        .and(identity::viewer(state.clone()))
         .then(move |id, viewer| {
             let state = state.clone();
             async move { respond(handle_get(state, id, viewer).await) }
@@ -121,26 +108,9 @@ fn get(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + 
 
 async fn handle_get(state: State, id: String, viewer: Viewer) -> Result<Response, ApiError> {
     let viewer = viewer.user.map(|u| u.id);
-    let found = state
-        .db
-        .read(move |tx| {
-            let Some(thread) = threads::get(tx, &id, viewer.as_deref())? else {
-                return Ok(None);
-            };
-            let comments = comments::for_thread(tx, &id, viewer.as_deref())?;
-            Ok(Some((thread, comments, outbox::latest(tx)?)))
-        })
-        .await?;
-    let (thread, comments, last_event_id) =
-        found.ok_or_else(|| ApiError::not_found("no such thread"))?;
-    Ok(json_reply(
-        StatusCode::OK,
-        &ThreadWithComments {
-            thread,
-            comments,
-            last_event_id,
-        },
-    ))
+    let found = state.db.thread_with_comments(id, viewer).await?;
+    let found = found.ok_or_else(|| ApiError::not_found("no such thread"))?;
+    Ok(json_reply(StatusCode::OK, &found))
 }
 
 #[derive(Deserialize)]
@@ -158,7 +128,7 @@ struct Created {
 fn create(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "community" / "threads")
         .and(warp::post())
-        .and(auth::author(state.clone()))
+        .and(identity::author(state.clone()))
         .and(json_body())
         .then(move |author, body| {
             let state = state.clone();
@@ -177,7 +147,7 @@ async fn handle_create(
     let id = uuid::Uuid::now_v7().to_string();
     let thread = state
         .db
-        .write(move |tx| threads::insert(tx, &id, &author_id, &title, &content))
+        .create_thread(id, author_id, title, content)
         .await?;
     Ok(json_reply(StatusCode::CREATED, &Created { thread }))
 }
@@ -186,15 +156,12 @@ async fn handle_create(
 fn delete(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "community" / "threads" / String)
         .and(warp::delete())
-        .and(auth::author(state.clone()))
+        .and(identity::author(state.clone()))
         .then(move |id: String, author: Viewer| {
             let state = state.clone();
             async move {
                 let user = author.id().unwrap_or_default().to_string();
-                let outcome = state
-                    .db
-                    .write(move |tx| threads::delete(tx, &id, &user))
-                    .await;
+                let outcome = state.db.remove_thread(id, user).await;
                 respond(removal(outcome, "thread"))
             }
         })

@@ -1,41 +1,35 @@
-//! The database: opening the file with the right pragmas, applying
-//! `schema.sql`, and the [`Db`] handle the rest of the server uses.
+//! The one seam for the store: [`Db`], whose named async methods are all
+//! the rest of the server asks of a database, and the plain types they
+//! answer with.
 //!
-//! Only this module imports rusqlite. Each submodule holds the plain,
-//! synchronous queries for one table; `Db` runs them on tokio-rusqlite's
-//! background threads: one connection for writes (SQLite has a single writer
-//! anyway) and a few for reads, which WAL lets run beside the writer.
+//! Each backend lives in a folder of its own with its SQL as plain
+//! functions, its migrations and its tailer's reader; `Db` picks the
+//! backend and counts its busy errors for `/metrics`. No database type,
+//! connection or transaction leaves this module.
 
-pub mod comments;
-pub mod likes;
-pub mod outbox;
-pub mod sessions;
-pub mod threads;
-pub mod users;
-mod writer;
+mod sqlite;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
 use tokio::sync::Notify;
-use tokio_rusqlite::rusqlite::{self, Connection, ErrorCode};
 
-/// The schema, embedded in the binary.
-pub const SCHEMA: &str = include_str!("../../schema.sql");
-
-const READERS: usize = 3;
-/// Prepared statements kept per connection: more than stoa has.
-const STATEMENT_CACHE: usize = 64;
+use crate::fixtures::DataSet;
+use crate::metrics::Metrics;
 
 /// A database failure, classified once for every caller.
 #[derive(Debug, Clone)]
 pub enum DbError {
-    /// The database stayed locked past the busy timeout.
+    /// The database stayed locked past the busy timeout, or is away.
     Busy,
     /// A uniqueness rule was broken (such as a taken username).
     Conflict,
+    /// The database's schema is not one this binary can use (it is newer,
+    /// say); the message says what to do.
+    Schema(String),
     /// Anything else: a bug or a broken file.
     Other(String),
 }
@@ -45,6 +39,7 @@ impl std::fmt::Display for DbError {
         match self {
             DbError::Busy => write!(f, "database busy"),
             DbError::Conflict => write!(f, "uniqueness conflict"),
+            DbError::Schema(message) => write!(f, "{message}"),
             DbError::Other(detail) => write!(f, "database error: {detail}"),
         }
     }
@@ -52,200 +47,49 @@ impl std::fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
-static BUSY_ERRORS: AtomicU64 = AtomicU64::new(0);
-
-/// How many database operations have given up on a lock (for `/metrics`).
-pub fn busy_errors() -> u64 {
-    BUSY_ERRORS.load(Ordering::Relaxed)
-}
-
-impl From<rusqlite::Error> for DbError {
-    fn from(error: rusqlite::Error) -> DbError {
-        match error.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                BUSY_ERRORS.fetch_add(1, Ordering::Relaxed);
-                DbError::Busy
-            }
-            Some(ErrorCode::ConstraintViolation)
-                if error.to_string().contains("UNIQUE constraint") =>
-            {
-                DbError::Conflict
-            }
-            _ => DbError::Other(error.to_string()),
-        }
-    }
-}
-
-impl From<tokio_rusqlite::Error<DbError>> for DbError {
-    fn from(error: tokio_rusqlite::Error<DbError>) -> DbError {
-        match error {
-            tokio_rusqlite::Error::Error(inner) => inner,
-            other => DbError::Other(other.to_string()),
-        }
-    }
-}
-
 pub type DbResult<T> = Result<T, DbError>;
 
-/// Opens a connection with stoa's pragmas. WAL lets readers run beside the
-/// writer; `synchronous = FULL` makes every acknowledged commit durable even
-/// through a power cut, not only a crash of the process.
-pub fn open_connection(path: &Path, busy_timeout: Duration) -> DbResult<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(busy_timeout)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(conn)
+/// A JSON document built by the database, passed to the client as it is.
+pub type Json = Box<serde_json::value::RawValue>;
+
+/// A user as every API response shows one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
 }
 
-/// `execute` through the connection's statement cache. Preparing an insert
-/// compiles its triggers into it, which costs more than running it, so the
-/// hot statements are prepared once per connection.
-fn cached_execute(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(sql)?.execute(params)
+/// Where a page of the newest-first list continues: the last thread shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: String,
+    pub id: String,
 }
 
-/// `query_row` through the connection's statement cache.
-fn cached_row<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.prepare_cached(sql)?.query_row(params, f)
+/// A page of the thread list and the outbox position it reflects, read in
+/// one transaction.
+#[derive(Debug)]
+pub struct ThreadPage {
+    /// Each thread with the cursor that continues after it.
+    pub threads: Vec<(Cursor, Json)>,
+    pub last_event_id: i64,
 }
 
-/// Applies the schema (every statement is idempotent).
-pub fn apply_schema(conn: &Connection) -> DbResult<()> {
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
+/// One thread, its comments oldest first, and the position they reflect
+/// (serialised as `GET /api/community/threads/:id` answers).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadWithComments {
+    pub thread: Json,
+    pub comments: Vec<Json>,
+    pub last_event_id: i64,
 }
 
-/// The cloneable handle to the database used by the API and the tailer.
-#[derive(Clone)]
-pub struct Db {
-    path: Arc<Path>,
-    busy_timeout: Duration,
-    writer: writer::Writer,
-    readers: Arc<[tokio_rusqlite::Connection]>,
-    next_reader: Arc<AtomicUsize>,
-    written: Arc<Notify>,
-}
-
-impl Db {
-    /// Opens (creating if needed) the database file and applies the schema.
-    /// `busy_timeout` is how long an operation waits for another
-    /// connection's lock before failing as [`DbError::Busy`].
-    pub async fn open(path: &Path, busy_timeout: Duration) -> DbResult<Db> {
-        let conn = open_connection(path, busy_timeout)?;
-        apply_schema(&conn)?;
-        let written = Arc::new(Notify::new());
-        let writer = writer::Writer::start(conn, written.clone());
-        let mut readers = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            readers.push(Self::open_async(path, busy_timeout).await?);
-        }
-        Ok(Db {
-            path: path.into(),
-            busy_timeout,
-            writer,
-            readers: readers.into(),
-            next_reader: Arc::new(AtomicUsize::new(0)),
-            written,
-        })
-    }
-
-    async fn open_async(
-        path: &Path,
-        busy_timeout: Duration,
-    ) -> DbResult<tokio_rusqlite::Connection> {
-        let path = path.to_path_buf();
-        let conn = tokio_rusqlite::Connection::open(&path)
-            .await
-            .map_err(DbError::from)?;
-        conn.call(move |conn| {
-            conn.busy_timeout(busy_timeout)?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.pragma_update(None, "foreign_keys", "ON")?;
-            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            Ok::<_, DbError>(())
-        })
-        .await?;
-        Ok(conn)
-    }
-
-    /// A connection of its own for the outbox tailer.
-    pub async fn tail_reader(&self) -> DbResult<TailReader> {
-        Ok(TailReader {
-            conn: Self::open_async(&self.path, self.busy_timeout).await?,
-            seen_version: None,
-        })
-    }
-
-    /// Woken after every committed write made through this handle, so the
-    /// tailer need not wait for its next poll.
-    pub fn written(&self) -> Arc<Notify> {
-        self.written.clone()
-    }
-
-    /// Runs `f` in a write transaction (possibly shared with other writes,
-    /// see `writer.rs`); its changes are kept only if it returns `Ok`, and
-    /// it returns only after they are committed.
-    pub async fn write<T, F>(&self, f: F) -> DbResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
-    {
-        self.writer.write(f).await
-    }
-
-    /// Runs `f` in one read transaction, so everything it reads is one
-    /// consistent snapshot.
-    pub async fn read<T, F>(&self, f: F) -> DbResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction) -> DbResult<T> + Send + 'static,
-    {
-        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        self.readers[index]
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let value = f(&tx)?;
-                tx.commit()?;
-                Ok::<_, DbError>(value)
-            })
-            .await
-            .map_err(DbError::from)
-    }
-
-    /// Checkpoints the WAL into the main file (on shutdown).
-    /// (A checkpoint cannot run inside the writer's transactions, so it
-    /// uses a connection of its own; every write has been answered by then.)
-    pub async fn checkpoint(&self) -> DbResult<()> {
-        let (path, busy_timeout) = (self.path.to_path_buf(), self.busy_timeout);
-        tokio::task::spawn_blocking(move || {
-            let conn = open_connection(&path, busy_timeout)?;
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| DbError::Other(e.to_string()))?
-    }
-}
-
-/// An in-memory database with the schema applied, for unit tests of queries.
-#[cfg(test)]
-pub fn test_connection() -> Connection {
-    let conn = Connection::open_in_memory().expect("in-memory database");
-    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-    apply_schema(&conn).expect("schema applies");
-    conn
+/// What a like is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Thread(String),
+    Comment(String),
 }
 
 /// The outcome of removing something only its author may remove.
@@ -256,43 +100,289 @@ pub enum Removal {
     NotYours,
 }
 
-/// A JSON document built by SQL, passed to the client as it is.
-pub type Json = Box<serde_json::value::RawValue>;
-
-fn json(text: String) -> rusqlite::Result<Json> {
-    serde_json::value::RawValue::from_string(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-    })
+/// One stored event, as the outbox holds it. The stream's bytes are built
+/// from it in `wire.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub id: i64,
+    /// The event's `type`.
+    pub kind: String,
+    pub thread_id: Option<String>,
+    pub recipient_id: Option<String>,
+    /// The event's `data`, a JSON document.
+    pub payload: String,
+    /// When it was written (RFC 3339 UTC, milliseconds).
+    pub created_at: String,
 }
 
-/// The tailer's read connection. `PRAGMA data_version` changes only when
-/// another connection commits, and is per connection, so this reader asks
-/// it first and skips the query when nothing was written: a short poll
-/// interval then costs next to nothing.
-pub struct TailReader {
-    conn: tokio_rusqlite::Connection,
-    seen_version: Option<i64>,
+/// What the outbox holds: the oldest retained id (`None` when empty) and
+/// the newest id ever handed out (0 before the first event), which
+/// survives pruning every row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub earliest: Option<i64>,
+    pub latest: i64,
+}
+
+impl Range {
+    /// Whether every event after `position` is still stored, so a client
+    /// at `position` can be replayed exactly what it missed.
+    pub fn can_resume_from(&self, position: i64) -> bool {
+        if position > self.latest || position < 0 {
+            return false;
+        }
+        match self.earliest {
+            Some(earliest) => position >= earliest - 1,
+            None => position == self.latest,
+        }
+    }
+}
+
+/// Times as stored and sent: RFC 3339 UTC with milliseconds, so they
+/// compare as text.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The cloneable handle to the database used by the API and the tailer.
+#[derive(Clone)]
+pub struct Db {
+    backend: Backend,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::Store),
+}
+
+/// The tailer's reader of new outbox rows, on a connection of its own.
+pub struct TailReader(TailBackend);
+
+enum TailBackend {
+    Sqlite(sqlite::outbox::TailReader),
+}
+
+/// Calls the same method on whichever backend `db` has, counting the
+/// busy errors it answers with.
+macro_rules! on_backend {
+    ($db:expr, $store:ident => $call:expr) => {{
+        let result = match &$db.backend {
+            Backend::Sqlite($store) => $call.await,
+        };
+        $db.observed(result)
+    }};
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file and brings its schema
+    /// up to date. `busy_timeout` is how long an operation waits for
+    /// another connection's lock before failing as [`DbError::Busy`].
+    pub async fn open(path: &Path, busy_timeout: Duration, metrics: Arc<Metrics>) -> DbResult<Db> {
+        let store = sqlite::Store::open(path, busy_timeout).await?;
+        Ok(Db {
+            backend: Backend::Sqlite(store),
+            metrics,
+        })
+    }
+
+    fn observed<T>(&self, result: DbResult<T>) -> DbResult<T> {
+        if let Err(DbError::Busy) = result {
+            self.metrics.database_busy.add(1);
+        }
+        result
+    }
+
+    /// Woken after every committed write made through this handle, so the
+    /// tailer need not wait for its next poll.
+    pub fn written(&self) -> Arc<Notify> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.written(),
+        }
+    }
+
+    /// A reader of new outbox rows for the tailer.
+    pub async fn tail_reader(&self) -> DbResult<TailReader> {
+        let reader = on_backend!(self, store => store.tail_reader())?;
+        Ok(TailReader(TailBackend::Sqlite(reader)))
+    }
+
+    /// Adds a user and signs them in, in one transaction; a taken username
+    /// (in any letter case) is a `Conflict`.
+    pub async fn register(
+        &self,
+        user: User,
+        password_hash: String,
+        token_hash: String,
+        expires_at: DateTime<Utc>,
+    ) -> DbResult<()> {
+        let expires_at = timestamp(expires_at);
+        on_backend!(self, store => store.register(user, password_hash, token_hash, expires_at))
+    }
+
+    /// A user and their password hash, for signing in.
+    pub async fn credentials(&self, username: String) -> DbResult<Option<(User, String)>> {
+        on_backend!(self, store => store.credentials(username))
+    }
+
+    pub async fn start_session(
+        &self,
+        token_hash: String,
+        user_id: String,
+        expires_at: DateTime<Utc>,
+    ) -> DbResult<()> {
+        let expires_at = timestamp(expires_at);
+        on_backend!(self, store => store.start_session(token_hash, user_id, expires_at))
+    }
+
+    /// The user a live (unexpired) session belongs to.
+    pub async fn session_user(&self, token_hash: String) -> DbResult<Option<User>> {
+        let now = timestamp(Utc::now());
+        on_backend!(self, store => store.session_user(token_hash, now))
+    }
+
+    pub async fn end_session(&self, token_hash: String) -> DbResult<()> {
+        on_backend!(self, store => store.end_session(token_hash))
+    }
+
+    /// Adds a thread; returns it as the API shows it.
+    pub async fn create_thread(
+        &self,
+        id: String,
+        author_id: String,
+        title: String,
+        content: String,
+    ) -> DbResult<Json> {
+        on_backend!(self, store => store.create_thread(id, author_id, title, content))
+    }
+
+    /// Up to `limit` threads, newest first, strictly after `before`, as
+    /// `viewer` sees them, with the position they reflect.
+    pub async fn thread_page(
+        &self,
+        viewer: Option<String>,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> DbResult<ThreadPage> {
+        on_backend!(self, store => store.thread_page(viewer, limit, before))
+    }
+
+    /// One thread and its comments as `viewer` sees them; `None` when there
+    /// is no such thread.
+    pub async fn thread_with_comments(
+        &self,
+        id: String,
+        viewer: Option<String>,
+    ) -> DbResult<Option<ThreadWithComments>> {
+        on_backend!(self, store => store.thread_with_comments(id, viewer))
+    }
+
+    /// Adds a comment; `None` when the thread does not exist.
+    pub async fn add_comment(
+        &self,
+        id: String,
+        thread_id: String,
+        author_id: String,
+        content: String,
+    ) -> DbResult<Option<Json>> {
+        on_backend!(self, store => store.add_comment(id, thread_id, author_id, content))
+    }
+
+    /// Sets or clears `user_id`'s like; the target's like count afterwards,
+    /// or `None` when the target does not exist.
+    pub async fn set_like(
+        &self,
+        user_id: String,
+        target: Target,
+        liked: bool,
+    ) -> DbResult<Option<i64>> {
+        on_backend!(self, store => store.set_like(user_id, target, liked))
+    }
+
+    /// Removes a thread (its comments and likes with it) if `user_id` wrote it.
+    pub async fn remove_thread(&self, id: String, user_id: String) -> DbResult<Removal> {
+        on_backend!(self, store => store.remove_thread(id, user_id))
+    }
+
+    /// Removes a comment if `user_id` wrote it.
+    pub async fn remove_comment(&self, id: String, user_id: String) -> DbResult<Removal> {
+        on_backend!(self, store => store.remove_comment(id, user_id))
+    }
+
+    /// Up to `limit` events with ids above `after`, in id order.
+    pub async fn outbox_after(&self, after: i64, limit: usize) -> DbResult<Vec<Row>> {
+        on_backend!(self, store => store.outbox_after(after, limit))
+    }
+
+    /// The oldest and newest outbox ids.
+    pub async fn outbox_range(&self) -> DbResult<Range> {
+        on_backend!(self, store => store.outbox_range())
+    }
+
+    /// The newest id handed out and the newest `limit` events, in id
+    /// order, read together.
+    pub async fn outbox_newest(&self, limit: usize) -> DbResult<(i64, Vec<Row>)> {
+        on_backend!(self, store => store.outbox_newest(limit))
+    }
+
+    /// Deletes up to `limit` of the oldest events that are older than
+    /// `cutoff` or not among the newest `keep`; returns how many went.
+    pub async fn prune_outbox(
+        &self,
+        cutoff: DateTime<Utc>,
+        keep: u64,
+        limit: usize,
+    ) -> DbResult<usize> {
+        let cutoff = timestamp(cutoff);
+        on_backend!(self, store => store.prune_outbox(cutoff, keep, limit))
+    }
+
+    /// Loads sample data into a forum that has no threads yet, in one
+    /// transaction; `password_hashes` go with `data.users` in order.
+    /// Returns whether it loaded (a forum with threads is left alone).
+    pub async fn load_fixture(
+        &self,
+        data: DataSet,
+        password_hashes: Vec<String>,
+    ) -> DbResult<bool> {
+        on_backend!(self, store => store.load_fixture(data, password_hashes))
+    }
+
+    /// Finishes with the database on shutdown, once every write has been
+    /// answered (SQLite: checkpoints the WAL into the main file).
+    pub async fn close(&self) -> DbResult<()> {
+        on_backend!(self, store => store.close())
+    }
 }
 
 impl TailReader {
-    /// Up to `limit` outbox rows after `after`, or none at once when no
-    /// connection has committed since the last call that came up short.
-    pub async fn new_rows(&mut self, after: i64, limit: usize) -> DbResult<Vec<outbox::Row>> {
-        let seen = self.seen_version;
-        let (version, rows) = self
-            .conn
-            .call(move |conn| {
-                let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-                if seen == Some(version) {
-                    return Ok::<_, DbError>((version, Vec::new()));
-                }
-                Ok((version, outbox::after(conn, after, limit)?))
-            })
-            .await?;
-        // A full batch may have more behind it: ask again without waiting.
-        if rows.len() < limit {
-            self.seen_version = Some(version);
+    /// Up to `limit` outbox rows after `after`; cheap when nothing is new.
+    pub async fn new_rows(&mut self, after: i64, limit: usize) -> DbResult<Vec<Row>> {
+        match &mut self.0 {
+            TailBackend::Sqlite(reader) => reader.new_rows(after, limit).await,
         }
-        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_resumes_only_while_everything_after_it_is_kept() {
+        let range = Range {
+            earliest: Some(5),
+            latest: 9,
+        };
+        assert!(range.can_resume_from(4));
+        assert!(range.can_resume_from(9));
+        assert!(!range.can_resume_from(3));
+        assert!(!range.can_resume_from(10));
+        let empty = Range {
+            earliest: None,
+            latest: 0,
+        };
+        assert!(empty.can_resume_from(0));
+        assert!(!empty.can_resume_from(1));
     }
 }

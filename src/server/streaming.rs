@@ -31,8 +31,6 @@ use warp::http::{self, HeaderName, HeaderValue, Request, Response};
 
 use super::PeerAddr;
 
-/// The request line's start that marks an event stream request.
-const EVENTS: &[u8] = b"GET /api/community/events";
 /// Headers a stream request may carry (hyper takes the rare request with more).
 const MAX_HEADERS: usize = 64;
 /// Frames written in one `writev` (a replay sends many at once).
@@ -40,7 +38,8 @@ const MAX_QUEUED: usize = 64;
 
 /// Whether a connection's first bytes ask for an event stream.
 pub fn wants_event_stream(head: &[u8]) -> bool {
-    head.strip_prefix(EVENTS)
+    head.strip_prefix(b"GET ")
+        .and_then(|rest| rest.strip_prefix(crate::api::events::PATH.as_bytes()))
         .and_then(|rest| rest.first())
         .is_some_and(|&b| b == b' ' || b == b'?')
 }

@@ -16,5 +16,7 @@ mod forum;
 mod crash;
 // The real binary: SIGTERM under load, two processes on one database.
 mod process;
+// Databases made by earlier (and later) releases.
+mod upgrade;
 // Property tests: bad input of every kind, and consistency after any calls.
 mod properties;

@@ -3,14 +3,8 @@
 
 use tokio_rusqlite::rusqlite::{params, Connection, OptionalExtension};
 
-use super::{cached_execute, cached_row, DbResult};
-
-/// What a like is on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Thread(String),
-    Comment(String),
-}
+use super::{cached_execute, cached_row};
+use crate::db::{DbResult, Target};
 
 /// Sets or clears `user_id`'s like; returns the target's like count
 /// afterwards, or `None` when the target does not exist.
@@ -87,7 +81,7 @@ pub fn set(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::threads::{self, tests::with_users};
+    use crate::db::sqlite::threads::{self, tests::with_users};
 
     fn outbox_types(conn: &Connection) -> Vec<String> {
         let mut s = conn.prepare("SELECT type FROM outbox ORDER BY id").unwrap();

@@ -2,7 +2,8 @@
 
 use tokio_rusqlite::rusqlite::{named_params, params, Connection, OptionalExtension};
 
-use super::{cached_execute, cached_row, json, DbResult, Json, Removal};
+use super::{cached_execute, cached_row, json};
+use crate::db::{DbResult, Json, Removal};
 
 const LIKED_BY_VIEWER: &str = "json_set(v.json, '$.likedByMe', json(CASE WHEN EXISTS (
     SELECT 1 FROM likes l WHERE l.comment_id = v.id AND l.user_id = :viewer
@@ -69,7 +70,7 @@ pub fn delete(conn: &Connection, id: &str, user_id: &str) -> DbResult<Removal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::threads::{self, tests::with_users};
+    use crate::db::sqlite::threads::{self, tests::with_users};
 
     #[test]
     fn a_comment_on_a_missing_thread_is_not_stored() {

@@ -138,11 +138,9 @@ mod tests {
 
     fn writer() -> (Writer, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let conn = super::super::open_connection(
-            &dir.path().join("w.db"),
-            std::time::Duration::from_secs(5),
-        )
-        .unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        super::super::configure(&conn, std::time::Duration::from_secs(5)).unwrap();
         conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
             .unwrap();
         (Writer::start(conn, Arc::new(Notify::new())), dir)

@@ -3,14 +3,8 @@
 
 use tokio_rusqlite::rusqlite::{named_params, params, Connection, OptionalExtension};
 
-use super::{cached_execute, cached_row, json, DbResult, Json, Removal};
-
-/// Where a page of the newest-first list continues: the last thread shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: String,
-    pub id: String,
-}
+use super::{cached_execute, cached_row, json};
+use crate::db::{Cursor, DbResult, Json, Removal};
 
 const LIKED_BY_VIEWER: &str = "json_set(v.json, '$.likedByMe', json(CASE WHEN EXISTS (
     SELECT 1 FROM likes l WHERE l.thread_id = v.id AND l.comment_id IS NULL AND l.user_id = :viewer
@@ -111,8 +105,9 @@ pub fn delete(conn: &Connection, id: &str, user_id: &str) -> DbResult<Removal> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::db::test_connection;
-    use crate::db::users::{self, User};
+    use crate::db::sqlite::test_connection;
+    use crate::db::sqlite::users;
+    use crate::db::User;
 
     pub fn with_users(names: &[&str]) -> Connection {
         let conn = test_connection();

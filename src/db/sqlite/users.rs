@@ -1,16 +1,9 @@
 //! The `users` table.
 
-use serde::Serialize;
 use tokio_rusqlite::rusqlite::{params, Connection, OptionalExtension};
 
-use super::{cached_execute, cached_row, DbResult};
-
-/// A user as every API response shows one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct User {
-    pub id: String,
-    pub username: String,
-}
+use super::{cached_execute, cached_row};
+use crate::db::{DbResult, User};
 
 /// Adds a user; a taken username (in any letter case) is a `Conflict`.
 pub fn insert(conn: &Connection, user: &User, password_hash: &str) -> DbResult<()> {
@@ -44,7 +37,8 @@ pub fn by_username(conn: &Connection, username: &str) -> DbResult<Option<(User, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{test_connection, DbError};
+    use crate::db::sqlite::test_connection;
+    use crate::db::DbError;
 
     #[test]
     fn usernames_are_unique_whatever_their_case() {

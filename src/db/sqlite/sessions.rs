@@ -3,8 +3,8 @@
 
 use tokio_rusqlite::rusqlite::{params, Connection, OptionalExtension};
 
-use super::users::User;
-use super::{cached_execute, cached_row, DbResult};
+use super::{cached_execute, cached_row};
+use crate::db::{DbResult, User};
 
 pub fn insert(
     conn: &Connection,
@@ -49,7 +49,8 @@ pub fn delete(conn: &Connection, token_hash: &str) -> DbResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{test_connection, users};
+    use crate::db::sqlite::{test_connection, users};
+    use crate::db::User;
 
     #[test]
     fn an_expired_or_deleted_session_signs_nobody_in() {

@@ -3,21 +3,11 @@
 
 use tokio_rusqlite::rusqlite::{params, Connection};
 
-use super::{cached_execute, cached_row, DbResult};
-
-/// One stored event, with its stream message already built by SQL:
-/// `{"type": ..., "data": <payload>, "timestamp": ...}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    pub id: i64,
-    pub thread_id: Option<String>,
-    pub recipient_id: Option<String>,
-    pub message: String,
-}
+use super::{cached_execute, cached_row};
+use crate::db::{DbError, DbResult, Range, Row};
 
 /// The columns of a [`Row`], as the queries below select them.
-const ROW: &str = "id, thread_id, recipient_id,
-    json_object('type', type, 'data', json(payload), 'timestamp', created_at)";
+const ROW: &str = "id, type, thread_id, recipient_id, payload, created_at";
 
 /// Up to `limit` events with ids above `after`, in id order.
 pub fn after(conn: &Connection, after: i64, limit: usize) -> DbResult<Vec<Row>> {
@@ -40,33 +30,12 @@ pub fn newest(conn: &Connection, limit: usize) -> DbResult<Vec<Row>> {
 fn read_row(row: &tokio_rusqlite::rusqlite::Row<'_>) -> tokio_rusqlite::rusqlite::Result<Row> {
     Ok(Row {
         id: row.get(0)?,
-        thread_id: row.get(1)?,
-        recipient_id: row.get(2)?,
-        message: row.get(3)?,
+        kind: row.get(1)?,
+        thread_id: row.get(2)?,
+        recipient_id: row.get(3)?,
+        payload: row.get(4)?,
+        created_at: row.get(5)?,
     })
-}
-
-/// What the outbox holds: the oldest retained id (`None` when empty) and
-/// the newest id ever handed out (0 before the first event). The latter
-/// comes from `sqlite_sequence`, so it survives pruning every row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Range {
-    pub earliest: Option<i64>,
-    pub latest: i64,
-}
-
-impl Range {
-    /// Whether every event after `position` is still stored, so a client
-    /// at `position` can be replayed exactly what it missed.
-    pub fn can_resume_from(&self, position: i64) -> bool {
-        if position > self.latest || position < 0 {
-            return false;
-        }
-        match self.earliest {
-            Some(earliest) => position >= earliest - 1,
-            None => position == self.latest,
-        }
-    }
 }
 
 pub fn range(conn: &Connection) -> DbResult<Range> {
@@ -106,21 +75,60 @@ pub fn prune(conn: &Connection, cutoff: &str, keep: u64, limit: usize) -> DbResu
     )?)
 }
 
+/// The tailer's read connection. `PRAGMA data_version` changes only when
+/// another connection commits, and is per connection, so this reader asks
+/// it first and skips the query when nothing was written: a short poll
+/// interval then costs next to nothing.
+pub struct TailReader {
+    conn: tokio_rusqlite::Connection,
+    seen_version: Option<i64>,
+}
+
+impl TailReader {
+    pub fn new(conn: tokio_rusqlite::Connection) -> TailReader {
+        TailReader {
+            conn,
+            seen_version: None,
+        }
+    }
+
+    /// Up to `limit` outbox rows after `after`, or none at once when no
+    /// connection has committed since the last call that came up short.
+    pub async fn new_rows(&mut self, after: i64, limit: usize) -> DbResult<Vec<Row>> {
+        let seen = self.seen_version;
+        let (version, rows) = self
+            .conn
+            .call(move |conn| {
+                let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+                if seen == Some(version) {
+                    return Ok::<_, DbError>((version, Vec::new()));
+                }
+                Ok((version, self::after(conn, after, limit)?))
+            })
+            .await?;
+        // A full batch may have more behind it: ask again without waiting.
+        if rows.len() < limit {
+            self.seen_version = Some(version);
+        }
+        Ok(rows)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::threads::{self, tests::with_users};
+    use crate::db::sqlite::threads::{self, tests::with_users};
 
     #[test]
-    fn messages_carry_type_data_and_timestamp() {
+    fn rows_carry_type_data_and_time() {
         let conn = with_users(&["alice"]);
         threads::insert(&conn, "t1", "id-alice", "title", "content").unwrap();
         let rows = after(&conn, 0, 10).unwrap();
         assert_eq!(rows.len(), 1);
-        let message: serde_json::Value = serde_json::from_str(&rows[0].message).unwrap();
-        assert_eq!(message["type"], "new_thread");
-        assert_eq!(message["data"]["title"], "title");
-        assert!(message["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(rows[0].kind, "new_thread");
+        let data: serde_json::Value = serde_json::from_str(&rows[0].payload).unwrap();
+        assert_eq!(data["title"], "title");
+        assert!(rows[0].created_at.ends_with('Z'));
         assert_eq!(rows[0].thread_id.as_deref(), Some("t1"));
     }
 
@@ -162,23 +170,5 @@ mod tests {
         let ids: Vec<i64> = newest(&conn, 3).unwrap().iter().map(|r| r.id).collect();
         assert_eq!(ids, [3, 4, 5]);
         assert_eq!(newest(&conn, 10).unwrap(), after(&conn, 0, 10).unwrap());
-    }
-
-    #[test]
-    fn a_position_resumes_only_while_everything_after_it_is_kept() {
-        let range = Range {
-            earliest: Some(5),
-            latest: 9,
-        };
-        assert!(range.can_resume_from(4));
-        assert!(range.can_resume_from(9));
-        assert!(!range.can_resume_from(3));
-        assert!(!range.can_resume_from(10));
-        let empty = Range {
-            earliest: None,
-            latest: 0,
-        };
-        assert!(empty.can_resume_from(0));
-        assert!(!empty.can_resume_from(1));
     }
 }

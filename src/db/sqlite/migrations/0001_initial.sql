@@ -1,0 +1,189 @@
+-- stoa schema. Applied on every start (idempotent); PRAGMA user_version
+-- records the schema version for later migrations.
+--
+-- Every change a client must hear about is captured by a trigger that
+-- appends one row to `outbox` in the same transaction as the change. The
+-- payload is built here, in SQL, and is exactly the `data` the event stream
+-- sends, so a row written by any process (the server, the sqlite3 shell, a
+-- script) produces its event.
+
+CREATE TABLE IF NOT EXISTS users (
+    id            TEXT PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash TEXT NOT NULL,
+    created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+-- Only a SHA-256 of the session token is stored: a leaked database file
+-- does not hand out live sessions.
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);
+
+CREATE TABLE IF NOT EXISTS threads (
+    id         TEXT PRIMARY KEY,
+    author_id  TEXT NOT NULL REFERENCES users(id),
+    title      TEXT NOT NULL,
+    content    TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS threads_newest ON threads(created_at DESC, id DESC);
+
+CREATE TABLE IF NOT EXISTS comments (
+    id         TEXT PRIMARY KEY,
+    thread_id  TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+    author_id  TEXT NOT NULL REFERENCES users(id),
+    content    TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS comments_thread ON comments(thread_id, created_at, id);
+
+-- One row per user and target: a thread like has comment_id NULL.
+CREATE TABLE IF NOT EXISTS likes (
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    thread_id  TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+    comment_id TEXT REFERENCES comments(id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS likes_thread_once
+    ON likes(thread_id, user_id) WHERE comment_id IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS likes_comment_once
+    ON likes(comment_id, user_id) WHERE comment_id IS NOT NULL;
+
+-- AUTOINCREMENT: ids are never reused, even after old rows are pruned, so a
+-- client's Last-Event-ID can never point at a different event.
+CREATE TABLE IF NOT EXISTS outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    type         TEXT NOT NULL,
+    thread_id    TEXT,
+    recipient_id TEXT,
+    payload      TEXT NOT NULL CHECK (json_valid(payload)),
+    created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS outbox_created ON outbox(created_at);
+
+-- ---------------------------------------------------------------- views
+-- The JSON shapes of the API, shared by the triggers and the queries.
+
+CREATE VIEW IF NOT EXISTS thread_json AS
+SELECT t.id, t.created_at, json_object(
+    'id', t.id,
+    'title', t.title,
+    'content', t.content,
+    'author', json_object('id', u.id, 'username', u.username),
+    'createdAt', t.created_at,
+    'likeCount', (SELECT count(*) FROM likes l WHERE l.thread_id = t.id AND l.comment_id IS NULL),
+    'commentCount', (SELECT count(*) FROM comments c WHERE c.thread_id = t.id),
+    'likedByMe', json('false')
+) AS json
+FROM threads t JOIN users u ON u.id = t.author_id;
+
+CREATE VIEW IF NOT EXISTS comment_json AS
+SELECT c.id, c.thread_id, c.created_at, json_object(
+    'id', c.id,
+    'threadId', c.thread_id,
+    'content', c.content,
+    'author', json_object('id', u.id, 'username', u.username),
+    'createdAt', c.created_at,
+    'likeCount', (SELECT count(*) FROM likes l WHERE l.comment_id = c.id),
+    'likedByMe', json('false')
+) AS json
+FROM comments c JOIN users u ON u.id = c.author_id;
+
+-- ------------------------------------------------------------- triggers
+
+CREATE TRIGGER IF NOT EXISTS thread_created AFTER INSERT ON threads
+BEGIN
+    INSERT INTO outbox (type, thread_id, payload)
+    SELECT 'new_thread', NEW.id, json FROM thread_json WHERE id = NEW.id;
+END;
+
+-- A deleted thread takes its comments and likes with it (ON DELETE CASCADE);
+-- the child triggers below stay quiet then, so one thread_deleted event
+-- stands for the whole removal.
+CREATE TRIGGER IF NOT EXISTS thread_removed AFTER DELETE ON threads
+BEGIN
+    INSERT INTO outbox (type, thread_id, payload)
+    VALUES ('thread_deleted', OLD.id, json_object('threadId', OLD.id));
+END;
+
+CREATE TRIGGER IF NOT EXISTS comment_created AFTER INSERT ON comments
+BEGIN
+    INSERT INTO outbox (type, thread_id, payload)
+    SELECT 'new_comment', NEW.thread_id, json_object(
+        'threadId', NEW.thread_id,
+        'comment', json(json),
+        'commentCount', (SELECT count(*) FROM comments WHERE thread_id = NEW.thread_id))
+    FROM comment_json WHERE id = NEW.id;
+
+    -- Private: tell the thread's author someone replied, unless it is them.
+    INSERT INTO outbox (type, thread_id, recipient_id, payload)
+    SELECT 'notification', t.id, t.author_id, json_object(
+        'kind', 'reply',
+        'threadId', t.id,
+        'commentId', NEW.id,
+        'from', json_object('id', u.id, 'username', u.username))
+    FROM threads t JOIN users u ON u.id = NEW.author_id
+    WHERE t.id = NEW.thread_id AND t.author_id <> NEW.author_id;
+END;
+
+CREATE TRIGGER IF NOT EXISTS comment_removed AFTER DELETE ON comments
+WHEN EXISTS (SELECT 1 FROM threads WHERE id = OLD.thread_id)
+BEGIN
+    INSERT INTO outbox (type, thread_id, payload)
+    VALUES ('comment_deleted', OLD.thread_id, json_object(
+        'threadId', OLD.thread_id,
+        'commentId', OLD.id,
+        'commentCount', (SELECT count(*) FROM comments WHERE thread_id = OLD.thread_id)));
+END;
+
+CREATE TRIGGER IF NOT EXISTS thread_like_added AFTER INSERT ON likes
+WHEN NEW.comment_id IS NULL
+BEGIN
+    INSERT INTO outbox (type, thread_id, payload)
+    VALUES ('thread_liked', NEW.thread_id, json_object(
+        'threadId', NEW.thread_id,
+        'userId', NEW.user_id,
+        'likeCount', (SELECT count(*) FROM likes WHERE thread_id = NEW.thread_id AND comment_id IS NULL)));
+END;
+
+CREATE TRIGGER IF NOT EXISTS comment_like_added AFTER INSERT ON likes
+WHEN NEW.comment_id IS NOT NULL
+BEGIN
+    INSERT INTO outbox (type, thread_id, payload)
+    VALUES ('comment_liked', NEW.thread_id, json_object(
+        'threadId', NEW.thread_id,
+        'commentId', NEW.comment_id,
+        'userId', NEW.user_id,
+        'likeCount', (SELECT count(*) FROM likes WHERE comment_id = NEW.comment_id)));
+END;
+
+CREATE TRIGGER IF NOT EXISTS thread_like_removed AFTER DELETE ON likes
+WHEN OLD.comment_id IS NULL
+ AND EXISTS (SELECT 1 FROM threads WHERE id = OLD.thread_id)
+BEGIN
+    INSERT INTO outbox (type, thread_id, payload)
+    VALUES ('thread_unliked', OLD.thread_id, json_object(
+        'threadId', OLD.thread_id,
+        'userId', OLD.user_id,
+        'likeCount', (SELECT count(*) FROM likes WHERE thread_id = OLD.thread_id AND comment_id IS NULL)));
+END;
+
+CREATE TRIGGER IF NOT EXISTS comment_like_removed AFTER DELETE ON likes
+WHEN OLD.comment_id IS NOT NULL
+ AND EXISTS (SELECT 1 FROM comments WHERE id = OLD.comment_id)
+ AND EXISTS (SELECT 1 FROM threads WHERE id = OLD.thread_id)
+BEGIN
+    INSERT INTO outbox (type, thread_id, payload)
+    VALUES ('comment_unliked', OLD.thread_id, json_object(
+        'threadId', OLD.thread_id,
+        'commentId', OLD.comment_id,
+        'userId', OLD.user_id,
+        'likeCount', (SELECT count(*) FROM likes WHERE comment_id = OLD.comment_id)));
+END;
+
+PRAGMA user_version = 1;

@@ -1,0 +1,143 @@
+//! Databases made by earlier releases: one made by the schema stoa shipped
+//! before it had migrations is carried forward in place, every row and
+//! every outbox id kept, and replays as before; one made by a newer stoa
+//! is refused, untouched.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_rusqlite::rusqlite::Connection;
+
+use crate::helpers::{outside_connection, spawn_app_with, test_config};
+
+/// The whole schema of the release before migrations, word for word.
+const FIRST_RELEASE_SCHEMA: &str = include_str!("../../src/db/sqlite/migrations/0001_initial.sql");
+
+/// A forum as the first release left it: two users, threads, comments,
+/// likes, a removed comment and a removed thread, and its oldest events
+/// pruned. Returns the public events it holds (everything but the reply
+/// notification to ada), as the first release sent them.
+fn first_release_forum(path: &std::path::Path) -> Vec<(i64, Value)> {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    conn.execute_batch(FIRST_RELEASE_SCHEMA).unwrap();
+    conn.execute_batch(
+        "INSERT INTO users (id, username, password_hash) VALUES ('u-ada', 'ada', 'x'), ('u-bob', 'bob', 'x');
+         INSERT INTO threads (id, author_id, title, content) VALUES ('t-1', 'u-ada', 'Kept', 'first');
+         INSERT INTO threads (id, author_id, title, content) VALUES ('t-2', 'u-bob', 'Removed', 'second');
+         INSERT INTO comments (id, thread_id, author_id, content) VALUES ('c-1', 't-1', 'u-bob', 'a reply');
+         INSERT INTO comments (id, thread_id, author_id, content) VALUES ('c-2', 't-1', 'u-ada', 'mine');
+         INSERT INTO likes (user_id, thread_id) VALUES ('u-bob', 't-1');
+         INSERT INTO likes (user_id, thread_id, comment_id) VALUES ('u-ada', 't-1', 'c-1');
+         DELETE FROM comments WHERE id = 'c-2';
+         DELETE FROM threads WHERE id = 't-2';
+         DELETE FROM outbox WHERE id <= 1;",
+    )
+    .unwrap();
+    assert_eq!(
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .unwrap(),
+        1
+    );
+    // How the first release framed each event's `data:` line.
+    let mut statement = conn
+        .prepare(
+            "SELECT id, json_object('type', type, 'data', json(payload), 'timestamp', created_at)
+             FROM outbox WHERE recipient_id IS NULL ORDER BY id",
+        )
+        .unwrap();
+    let events = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(|row| {
+            let (id, message) = row.unwrap();
+            (id, serde_json::from_str(&message).unwrap())
+        })
+        .collect();
+    events
+}
+
+#[tokio::test]
+async fn a_database_from_the_release_before_migrations_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let before = first_release_forum(&path);
+    let ids: Vec<i64> = before.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids,
+        [2, 3, 5, 6, 7, 8, 9],
+        "the public events the old forum holds"
+    );
+
+    let app = spawn_app_with(|config| *config = test_config(path.clone())).await;
+
+    // Every row is there, as the API shows it.
+    let page = app.threads(None).await;
+    let threads = page["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 1);
+    assert_eq!(threads[0]["id"], "t-1");
+    assert_eq!(threads[0]["likeCount"], 1);
+    assert_eq!(threads[0]["commentCount"], 1);
+    assert_eq!(page["lastEventId"], 9);
+    let stats = app.stats().await;
+    assert_eq!(stats["outbox"]["earliestId"], 2);
+    assert_eq!(stats["outbox"]["latestId"], 9);
+
+    // A client that was at the oldest kept position is replayed exactly
+    // what the old release would have sent it, ids included.
+    let mut stream = app.events("?lastEventId=1", &[]).await;
+    let mut replayed = Vec::new();
+    for _ in &before {
+        let event = stream.next_event().await;
+        replayed.push((event.id_number().unwrap(), event.json()));
+    }
+    assert_eq!(replayed, before);
+
+    // And the forum goes on from there, with the next id.
+    let alice = app.register("alice").await;
+    app.create_thread(&alice, "After the upgrade", "hello")
+        .await;
+    let next = stream
+        .next_within(Duration::from_secs(5))
+        .await
+        .expect("the new thread's event");
+    let next = if next.kind() == "presence" {
+        stream.next_event().await
+    } else {
+        next
+    };
+    assert_eq!(next.id_number(), Some(10));
+    assert_eq!(next.kind(), "new_thread");
+
+    let conn = outside_connection(&path);
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert!(version >= 1);
+}
+
+#[tokio::test]
+async fn the_binary_refuses_a_database_from_a_newer_stoa_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("newer.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(FIRST_RELEASE_SCHEMA).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let bytes = std::fs::read(&path).unwrap();
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_stoa"))
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("schema version 999") && stderr.contains("versions up to"),
+        "the refusal names both versions: {stderr}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was written");
+}
