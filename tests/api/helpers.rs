@@ -715,6 +715,44 @@ where
     .expect("the outside writer finishes");
 }
 
+/// Another process holding the database's write lock (`BEGIN IMMEDIATE`
+/// on its own connection, on a blocking thread) until `release`; dropping
+/// it releases the lock too.
+pub struct WriteLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    holder: Option<JoinHandle<()>>,
+}
+
+pub async fn hold_write_lock(db: &std::path::Path) -> WriteLock {
+    let db = db.to_path_buf();
+    let (locked, taken) = oneshot::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = tokio::task::spawn_blocking(move || {
+        let conn = outside_connection(&db);
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .expect("the write lock is free");
+        let _ = locked.send(());
+        // Returns on `release`, or when the `WriteLock` is dropped.
+        let _ = released.recv();
+        conn.execute_batch("ROLLBACK").expect("rollback");
+    });
+    taken.await.expect("the write lock is taken");
+    WriteLock {
+        release: Some(release),
+        holder: Some(holder),
+    }
+}
+
+impl WriteLock {
+    /// Rolls the outside transaction back and waits until it has.
+    pub async fn release(mut self) {
+        drop(self.release.take());
+        if let Some(holder) = self.holder.take() {
+            holder.await.expect("the lock holder ends cleanly");
+        }
+    }
+}
+
 /// Starts `stoa` on `db` and returns it with the address it listens on.
 pub async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stoa"))

@@ -11,7 +11,9 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use crate::expect::{assert_events, frame};
-use crate::helpers::{insert_threads_from_outside, paths, spawn_app, spawn_app_with, Page};
+use crate::helpers::{
+    hold_write_lock, insert_threads_from_outside, paths, spawn_app, spawn_app_with, Page,
+};
 use crate::sse_client::SseStream;
 
 #[tokio::test]
@@ -483,4 +485,63 @@ async fn a_new_stream_is_told_the_online_count_at_once() {
     let presence = second.next().await;
     assert_eq!(presence.kind(), "presence");
     assert_eq!(presence.json()["data"]["online"], 2);
+}
+
+/// Another process holds the write lock past the busy timeout: writes are
+/// refused with 503 and `Retry-After` (not left hanging, not a 500), reads
+/// go on (WAL), and once the lock is released writes and their events flow
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_held_locked_refuses_writes_with_503_and_recovers_once_released() {
+    let app = spawn_app_with(|c| c.busy_timeout = Duration::from_millis(200)).await;
+    let alice = app.register("alice").await;
+    let mut stream = app.events("", &[]).await;
+    let busy_before = app.metric("stoa_database_busy_total").await;
+
+    let lock = hold_write_lock(&app.config.db).await;
+    let refused = app.try_create_thread(&alice, "blocked", "c").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text
+    );
+    let retry_after = refused.header("retry-after").unwrap_or_default();
+    assert!(
+        retry_after.parse::<u64>().is_ok_and(|s| s >= 1),
+        "Retry-After should be a number of seconds, got {retry_after:?}"
+    );
+    assert_eq!(
+        refused.body["error"]["code"], "unavailable",
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        refused.text
+    );
+    let listed = app.try_threads(None, Page::default()).await;
+    assert_eq!(
+        listed.status,
+        StatusCode::OK,
+        "reads go on: {}",
+        listed.text
+    );
+    assert_eq!(listed.body["threads"], json!([]));
+
+    lock.release().await;
+    let thread = app.create_thread(&alice, "after", "c").await;
+    assert_events!(
+        stream.take_events(1).await,
+        [frame(1, "new_thread", thread)]
+    );
+    let busy = app.metric("stoa_database_busy_total").await;
+    assert!(busy >= 1.0, "the busy counter counts the refusal: {busy}");
+    assert!(
+        busy > busy_before,
+        "the busy counter moved: {busy_before} then {busy}"
+    );
 }
