@@ -1,7 +1,8 @@
 //! Runs every scenario file in `fixtures/scenarios/`: a sequence of actions
 //! (as users) and the exact events each connected client must see, ids
 //! included. Adding a case is adding a file; the format is described in
-//! `fixtures/scenarios/README.md`.
+//! `fixtures/scenarios/README.md`. `STOA_SCENARIO=07` runs only the files
+//! whose name contains `07`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use serde_json::{json, Value};
 use crate::expect::{any, compare_events, matches, Frame, Vars};
 use crate::helpers::{spawn_app_with, Answer, Page, Session, TestApp};
 use crate::sse_client::SseStream;
+
+/// The variable that picks scenarios by (part of) their file name.
+const FILTER: &str = "STOA_SCENARIO";
 
 #[tokio::test]
 async fn every_scenario_in_the_fixtures_folder_passes() {
@@ -29,7 +33,18 @@ async fn every_scenario_in_the_fixtures_folder_passes() {
         "expected the scenario set, found {files:?}"
     );
     let name_of = |path: &PathBuf| path.file_name().unwrap().to_string_lossy().into_owned();
+    let filter = std::env::var(FILTER).ok().filter(|f| !f.is_empty());
+    if let Some(filter) = &filter {
+        let all: Vec<String> = files.iter().map(name_of).collect();
+        files.retain(|path| name_of(path).contains(filter.as_str()));
+        assert!(
+            !files.is_empty(),
+            "{FILTER}={filter} matches no scenario; there are: {}",
+            all.join(", ")
+        );
+    }
     let mut failures = Vec::new();
+    let mut ran = Vec::new();
     for file in &files {
         let name = name_of(file);
         let text = std::fs::read_to_string(file).unwrap();
@@ -42,6 +57,11 @@ async fn every_scenario_in_the_fixtures_folder_passes() {
         } else {
             println!("scenario {name}: passed");
         }
+        ran.push(name);
+    }
+    match &filter {
+        Some(filter) => println!("{FILTER}={filter} ran {}", ran.join(", ")),
+        None => println!("ran all {} scenarios", ran.len()),
     }
     assert!(
         failures.is_empty(),
