@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::helpers::{register_at, spawn_writers, start_binary};
+use crate::helpers::{paths, register_at, spawn_writers, start_binary, url_encode};
 use crate::sse_client::SseStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -33,9 +33,7 @@ async fn a_kill_9_loses_no_acknowledged_write_and_its_event_replays() {
     let mut before = String::new();
     loop {
         let page: serde_json::Value = client
-            .get(format!(
-                "http://{addr}/api/community/threads?limit=100{before}"
-            ))
+            .get(format!("http://{addr}{}?limit=100{before}", paths::THREADS))
             .send()
             .await
             .unwrap()
@@ -46,9 +44,7 @@ async fn a_kill_9_loses_no_acknowledged_write_and_its_event_replays() {
             stored.insert(thread["title"].as_str().unwrap().to_string());
         }
         match page["nextCursor"].as_str() {
-            Some(cursor) => {
-                before = format!("&before={}", cursor.replace(':', "%3A").replace('|', "%7C"))
-            }
+            Some(cursor) => before = format!("&before={}", url_encode(cursor)),
             None => break,
         }
     }
@@ -61,7 +57,8 @@ async fn a_kill_9_loses_no_acknowledged_write_and_its_event_replays() {
         "acknowledged writes lost in the crash: {lost:?}"
     );
 
-    let mut stream = SseStream::connect(addr, "/api/community/events?lastEventId=0", &[]).await;
+    let mut stream =
+        SseStream::connect(addr, &format!("{}?lastEventId=0", paths::EVENTS), &[]).await;
     assert_eq!(stream.next().await.kind(), "connected");
     let mut replayed = HashSet::new();
     while replayed.len() < stored.len() {

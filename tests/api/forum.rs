@@ -4,7 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::expect::{assert_events, frame};
+use crate::helpers::{paths, spawn_app, spawn_app_with, Page, Session, PASSWORD};
 
 #[tokio::test]
 async fn the_thread_list_pages_newest_first_without_gaps_or_repeats() {
@@ -14,33 +15,24 @@ async fn the_thread_list_pages_newest_first_without_gaps_or_repeats() {
         app.create_thread(&alice, &format!("thread {n}"), "c").await;
     }
     let mut titles = Vec::new();
-    let mut path = "/api/community/threads?limit=10".to_string();
+    let mut cursor: Option<String> = None;
     loop {
-        let (status, page) = app.request(Method::GET, &path, None, None).await;
-        assert_eq!(status, StatusCode::OK);
+        let page = Page {
+            limit: Some(10),
+            before: cursor.as_deref(),
+        };
+        let page = app.threads(None, page).await;
         assert_eq!(page["lastEventId"], 25);
         for thread in page["threads"].as_array().unwrap() {
             titles.push(thread["title"].as_str().unwrap().to_string());
         }
         match page["nextCursor"].as_str() {
-            Some(cursor) => {
-                let encoded: String = url_encode(cursor);
-                path = format!("/api/community/threads?limit=10&before={encoded}");
-            }
+            Some(next) => cursor = Some(next.to_string()),
             None => break,
         }
     }
     let expected: Vec<String> = (0..25).rev().map(|n| format!("thread {n}")).collect();
     assert_eq!(titles, expected);
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -52,15 +44,7 @@ async fn a_thread_comes_with_its_comments_oldest_first() {
     let id = thread["id"].as_str().unwrap();
     app.comment(&bob, id, "first").await;
     app.comment(&alice, id, "second").await;
-    let (status, body) = app
-        .request(
-            Method::GET,
-            &format!("/api/community/threads/{id}"),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let body = app.thread(None, id).await;
     let contents: Vec<_> = body["comments"]
         .as_array()
         .unwrap()
@@ -84,7 +68,7 @@ async fn text_is_stored_and_returned_exactly_as_sent() {
     let thread = app.create_thread(&alice, title, content).await;
     assert_eq!(thread["title"], title);
     assert_eq!(thread["content"], content);
-    let listed = app.threads(None).await;
+    let listed = app.threads(None, Page::default()).await;
     assert_eq!(listed["threads"][0]["title"], title);
     assert_eq!(listed["threads"][0]["content"], content);
 }
@@ -96,15 +80,13 @@ async fn lengths_count_characters_not_bytes() {
     let two_hundred_emoji = "🎉".repeat(200);
     let thread = app.create_thread(&alice, &two_hundred_emoji, "c").await;
     assert_eq!(thread["title"], two_hundred_emoji);
-    let (status, body) = app
-        .request(
-            Method::POST,
-            "/api/community/threads",
-            Some(&alice.token),
-            Some(json!({"title": "🎉".repeat(201), "content": "c"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let refused = app.try_create_thread(&alice, &"🎉".repeat(201), "c").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
 }
 
 #[tokio::test]
@@ -115,8 +97,8 @@ async fn a_cookie_session_signs_in_and_logging_out_ends_it_and_its_token() {
         .build()
         .unwrap();
     let response = jar_client
-        .post(app.url("/api/auth/register"))
-        .json(&json!({"username": "carol", "password": "password123"}))
+        .post(app.url(paths::REGISTER))
+        .json(&json!({"username": "carol", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -127,23 +109,16 @@ async fn a_cookie_session_signs_in_and_logging_out_ends_it_and_its_token() {
         .to_string();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    let token = response.json::<serde_json::Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = Session::from_body(&response.json().await.unwrap());
 
-    let me = jar_client
-        .get(app.url("/api/auth/me"))
-        .send()
-        .await
-        .unwrap();
+    let me = jar_client.get(app.url(paths::ME)).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(
         me.json::<serde_json::Value>().await.unwrap()["user"]["username"],
         "carol"
     );
     let posted = jar_client
-        .post(app.url("/api/community/threads"))
+        .post(app.url(paths::THREADS))
         .header("Origin", app.url(""))
         .json(&json!({"title": "by cookie", "content": "same origin"}))
         .send()
@@ -156,22 +131,15 @@ async fn a_cookie_session_signs_in_and_logging_out_ends_it_and_its_token() {
     );
 
     let logout = jar_client
-        .post(app.url("/api/auth/logout"))
+        .post(app.url(paths::LOGOUT))
         .send()
         .await
         .unwrap();
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    let me = jar_client
-        .get(app.url("/api/auth/me"))
-        .send()
-        .await
-        .unwrap();
+    let me = jar_client.get(app.url(paths::ME)).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
-    let (status, _) = app
-        .request(Method::GET, "/api/auth/me", Some(&token), None)
-        .await;
     assert_eq!(
-        status,
+        app.try_me(Some(&session)).await.status,
         StatusCode::UNAUTHORIZED,
         "the token was the same session"
     );
@@ -180,22 +148,11 @@ async fn a_cookie_session_signs_in_and_logging_out_ends_it_and_its_token() {
 #[tokio::test]
 async fn login_gives_a_fresh_working_token() {
     let app = spawn_app().await;
-    app.register("dave").await;
-    let (status, body) = app
-        .request(
-            Method::POST,
-            "/api/auth/login",
-            None,
-            Some(json!({"username": "dave", "password": "password123"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let token = body["token"].as_str().unwrap();
-    let (status, me) = app
-        .request(Method::GET, "/api/auth/me", Some(token), None)
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(me["user"]["username"], "dave");
+    let signed_up = app.register("dave").await;
+    let session = app.login("dave").await;
+    assert_ne!(session.token, signed_up.token, "a fresh token");
+    assert_eq!(session.id, signed_up.id);
+    assert_eq!(app.me(&session).await["username"], "dave");
 }
 
 #[tokio::test]
@@ -203,7 +160,7 @@ async fn cors_headers_go_only_to_configured_origins() {
     let app = spawn_app_with(|c| c.cors_origins = vec!["https://friend.example".into()]).await;
     let client = reqwest::Client::new();
     let friend = client
-        .get(app.url("/api/community/threads"))
+        .get(app.url(paths::THREADS))
         .header("Origin", "https://friend.example")
         .send()
         .await
@@ -213,7 +170,7 @@ async fn cors_headers_go_only_to_configured_origins() {
         "https://friend.example"
     );
     let stranger = client
-        .get(app.url("/api/community/threads"))
+        .get(app.url(paths::THREADS))
         .header("Origin", "https://stranger.example")
         .send()
         .await
@@ -223,7 +180,7 @@ async fn cors_headers_go_only_to_configured_origins() {
         .get("access-control-allow-origin")
         .is_none());
     let preflight = client
-        .request(Method::OPTIONS, app.url("/api/community/threads"))
+        .request(Method::OPTIONS, app.url(paths::THREADS))
         .header("Origin", "https://friend.example")
         .header("Access-Control-Request-Method", "POST")
         .send()
@@ -241,21 +198,29 @@ async fn health_and_metrics_report_on_the_server() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
     let mut stream = app.events("", &[]).await;
-    app.create_thread(&alice, "t", "c").await;
+    let thread = app.create_thread(&alice, "t", "c").await;
     // Once the stream has the event, the tailer has counted it.
-    assert_eq!(stream.next_event().await.kind(), "new_thread");
-    let (status, health) = app.request(Method::GET, "/healthz", None, None).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_events!(
+        stream.take_events(1).await,
+        [frame(1, "new_thread", thread)]
+    );
+    let health = app.healthz().await;
     assert_eq!(health["status"], "ok");
-    let metrics = app.metrics().await;
-    assert!(metrics.contains("stoa_open_streams 1"), "{metrics}");
-    assert!(metrics.contains("stoa_streams_opened_total 1"), "{metrics}");
-    let created =
-        r#"stoa_http_requests_total{method="POST",route="/api/community/threads",status="201"} 1"#;
-    assert!(metrics.contains(created), "{metrics}");
+    assert_eq!(app.metric("stoa_open_streams").await, 1.0);
+    assert_eq!(app.metric("stoa_streams_opened_total").await, 1.0);
+    let created = [
+        ("method", "POST"),
+        ("route", paths::THREADS),
+        ("status", "201"),
+    ];
+    assert_eq!(
+        app.metric_with("stoa_http_requests_total", &created).await,
+        1.0
+    );
+    assert_eq!(app.metric("stoa_events_published_total").await, 1.0);
     assert!(
-        metrics.contains("stoa_events_published_total 1"),
-        "{metrics}"
+        app.metric("stoa_events_sent_total").await >= 1.0,
+        "the event went out on the stream"
     );
 }
 

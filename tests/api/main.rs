@@ -5,6 +5,8 @@
 mod helpers;
 // A raw-TCP event stream client with a WHATWG parser.
 mod sse_client;
+// Expected against received events, printed side by side; JSON patterns.
+mod expect;
 
 // The fixture-driven scenarios of fixtures/scenarios/.
 mod scenarios;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{post_thread_at, register_at, spawn_writers, start_binary};
+use crate::helpers::{paths, post_thread_at, register_at, spawn_writers, start_binary};
 use crate::sse_client::SseStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -18,7 +18,7 @@ async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exit
     let token = register_at(&client, addr, "writer").await;
     let mut streams = Vec::new();
     for _ in 0..200 {
-        streams.push(SseStream::connect(addr, "/api/community/events", &[]).await);
+        streams.push(SseStream::connect(addr, paths::EVENTS, &[]).await);
     }
     let (writers, acknowledged) = spawn_writers(&client, addr, &token, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -48,7 +48,8 @@ async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exit
     assert!(!acknowledged.is_empty());
 
     let (_restarted, addr) = start_binary(&db).await;
-    let mut stream = SseStream::connect(addr, "/api/community/events?lastEventId=0", &[]).await;
+    let mut stream =
+        SseStream::connect(addr, &format!("{}?lastEventId=0", paths::EVENTS), &[]).await;
     assert_eq!(stream.next().await.kind(), "connected");
     let mut replayed = Vec::new();
     while replayed.len() < acknowledged.len() {
@@ -72,8 +73,8 @@ async fn two_processes_on_one_database_stream_every_write_in_the_same_order_with
     let (_second, b) = start_binary(&db).await;
     let client = reqwest::Client::new();
     let token = register_at(&client, a, "alice").await;
-    let mut on_a = SseStream::connect(a, "/api/community/events", &[]).await;
-    let mut on_b = SseStream::connect(b, "/api/community/events", &[]).await;
+    let mut on_a = SseStream::connect(a, paths::EVENTS, &[]).await;
+    let mut on_b = SseStream::connect(b, paths::EVENTS, &[]).await;
     assert_eq!(on_a.next().await.kind(), "connected");
     assert_eq!(on_b.next().await.kind(), "connected");
     for n in 0..20 {

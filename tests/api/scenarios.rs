@@ -1,17 +1,23 @@
 //! Runs every scenario file in `fixtures/scenarios/`: a sequence of actions
 //! (as users) and the exact events each connected client must see, ids
 //! included. Adding a case is adding a file; the format is described in
-//! `fixtures/scenarios/README.md`.
+//! `fixtures/scenarios/README.md`. `STOA_SCENARIO=07` runs only the files
+//! whose name contains `07`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, Session, TestApp};
+use crate::expect::{any, compare_events, matches, Frame, Vars};
+use crate::helpers::{spawn_app_with, Answer, Page, Session, TestApp};
 use crate::sse_client::SseStream;
+
+/// The variable that picks scenarios by (part of) their file name.
+const FILTER: &str = "STOA_SCENARIO";
 
 #[tokio::test]
 async fn every_scenario_in_the_fixtures_folder_passes() {
@@ -26,22 +32,57 @@ async fn every_scenario_in_the_fixtures_folder_passes() {
         files.len() >= 8,
         "expected the scenario set, found {files:?}"
     );
+    let name_of = |path: &PathBuf| path.file_name().unwrap().to_string_lossy().into_owned();
+    let filter = std::env::var(FILTER).ok().filter(|f| !f.is_empty());
+    if let Some(filter) = &filter {
+        let all: Vec<String> = files.iter().map(name_of).collect();
+        files.retain(|path| name_of(path).contains(filter.as_str()));
+        assert!(
+            !files.is_empty(),
+            "{FILTER}={filter} matches no scenario; there are: {}",
+            all.join(", ")
+        );
+    }
     let mut failures = Vec::new();
+    let mut ran = Vec::new();
     for file in &files {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let name = name_of(file);
         let text = std::fs::read_to_string(file).unwrap();
         let scenario: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        if let Err(panic) = tokio::spawn(run(scenario)).await {
-            failures.push(format!("{name}: {panic}"));
+        // The step under way, so a panic deep in a helper still says where.
+        let progress = Arc::new(Mutex::new(String::from("starting the server")));
+        if let Err(failure) = tokio::spawn(run(scenario, progress.clone())).await {
+            let at = progress.lock().unwrap().clone();
+            failures.push(format!("{name}: {at}:\n{}", panic_text(failure)));
         } else {
             println!("scenario {name}: passed");
         }
+        ran.push(name);
+    }
+    match &filter {
+        Some(filter) => println!("{FILTER}={filter} ran {}", ran.join(", ")),
+        None => println!("ran all {} scenarios", ran.len()),
     }
     assert!(
         failures.is_empty(),
         "failed scenarios:\n{}",
         failures.join("\n")
     );
+}
+
+/// A failed task's panic message as written (the `JoinError`'s own text
+/// would quote it, turning a table's line breaks into `\n`).
+fn panic_text(failure: tokio::task::JoinError) -> String {
+    match failure.try_into_panic() {
+        Ok(payload) => match payload.downcast::<String>() {
+            Ok(text) => *text,
+            Err(payload) => match payload.downcast::<&str>() {
+                Ok(text) => text.to_string(),
+                Err(_) => "a panic without a message".into(),
+            },
+        },
+        Err(failure) => failure.to_string(),
+    }
 }
 
 struct Client {
@@ -64,11 +105,11 @@ struct Runner {
     app: Option<TestApp>,
     users: HashMap<String, Session>,
     /// Saved ids by name (`"save": "t1"`), and users' ids by username.
-    vars: HashMap<String, Value>,
+    vars: Vars,
     clients: HashMap<String, Client>,
 }
 
-async fn run(scenario: Value) {
+async fn run(scenario: Value, progress: Arc<Mutex<String>>) {
     let settings = scenario["config"].clone();
     let app = spawn_app_with(|config| {
         if let Some(n) = settings["maxStreams"].as_u64() {
@@ -99,7 +140,7 @@ async fn run(scenario: Value) {
     let mut runner = Runner {
         app: Some(app),
         users: HashMap::new(),
-        vars: HashMap::new(),
+        vars: Vars::new(),
         clients: HashMap::new(),
     };
     for (index, step) in scenario["steps"]
@@ -108,12 +149,13 @@ async fn run(scenario: Value) {
         .iter()
         .enumerate()
     {
-        let context = format!("step {} {}", index + 1, step);
-        let outcome = runner.step(step).await;
-        if let Err(message) = outcome {
-            panic!("{context}: {message}");
+        *progress.lock().unwrap() = format!("step {} {}", index + 1, step);
+        if let Err(message) = runner.step(step).await {
+            // The caller prefixes the step from `progress`.
+            panic!("{message}");
         }
     }
+    *progress.lock().unwrap() = "stopping the server".into();
     runner.app.as_mut().unwrap().stop().await;
 }
 
@@ -181,12 +223,8 @@ impl Runner {
         if let Some(name) = step["expectQuiet"].as_str() {
             let stream = self.stream(name)?;
             let extra = stream.drain_events(Duration::from_millis(300)).await;
-            if !extra.is_empty() {
-                return Err(format!(
-                    "{name} should have seen nothing more, got {extra:?}"
-                ));
-            }
-            return Ok(());
+            return compare_events(&extra, &[], &self.vars)
+                .map_err(|table| format!("{name} should have seen nothing more: {table}"));
         }
         if step.get("restart").is_some() {
             for client in self.clients.values_mut() {
@@ -224,7 +262,7 @@ impl Runner {
             params.push(format!("lastEventId={raw}"));
         }
         if step["fromSnapshot"].as_bool() == Some(true) {
-            let snapshot = self.app().threads(self.user(step)).await;
+            let snapshot = self.app().threads(self.user(step), Page::default()).await;
             params.push(format!("lastEventId={}", snapshot["lastEventId"]));
         }
         let query = if params.is_empty() {
@@ -245,34 +283,15 @@ impl Runner {
         Ok((query, headers))
     }
 
-    /// Opens a stream and checks its opening: `retry:`, then `connected`
-    /// without an id.
-    async fn open_stream(
-        &self,
-        query: &str,
-        headers: &[(String, String)],
-    ) -> Result<(SseStream, Value), String> {
-        let borrowed: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let path = format!("/api/community/events{query}");
-        let mut stream = SseStream::connect(self.app().addr, &path, &borrowed).await;
-        let connected = stream.next().await;
-        if connected.kind() != "connected" || connected.id.is_some() {
-            return Err(format!(
-                "expected a `connected` message without id, got {connected:?}"
-            ));
-        }
-        if stream.retry.is_none() {
-            return Err("the stream should open with a retry: field".into());
-        }
-        Ok((stream, connected.json()))
+    /// Opens a stream; `TestApp` checks its opening (`retry:`, then
+    /// `connected` without an id).
+    async fn open_stream(&self, query: &str, headers: &[(String, String)]) -> (SseStream, Value) {
+        self.app().events_and_opening(query, &borrow(headers)).await
     }
 
     async fn connect(&mut self, name: &str, step: &Value) -> StepResult {
         let (query, headers) = self.client_request(step).await?;
-        let (stream, connected) = self.open_stream(&query, &headers).await?;
+        let (stream, connected) = self.open_stream(&query, &headers).await;
         if let Some(at) = step["connectedAt"].as_i64() {
             let got = &connected["data"]["lastEventId"];
             if got != &json!(at) {
@@ -294,17 +313,7 @@ impl Runner {
     async fn connect_refused(&mut self, step: &Value) -> StepResult {
         let spec = &step["connectRefused"];
         let (query, headers) = self.client_request(spec).await?;
-        let borrowed: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        match SseStream::try_connect(
-            self.app().addr,
-            &format!("/api/community/events{query}"),
-            &borrowed,
-        )
-        .await
-        {
+        match self.app().try_events(&query, &borrow(&headers)).await {
             Ok(_) => Err("the stream should have been refused".into()),
             Err((status, body)) => {
                 let body: Value = serde_json::from_str(&body)
@@ -329,127 +338,93 @@ impl Runner {
             headers.push(("Last-Event-ID".into(), client.last_event_id.clone()));
         }
         let query = client.query.clone();
-        let (stream, _) = self.open_stream(&query, &headers).await?;
+        let (stream, _) = self.open_stream(&query, &headers).await;
         let client = self.clients.get_mut(name).unwrap();
         client.stream = Some(stream);
         client.headers = headers;
         Ok(())
     }
 
+    /// A `do` step: one `TestApp` endpoint method per action.
     async fn act(&mut self, action: &str, step: &Value) -> StepResult {
         let user = self.user(step).ok_or("`do` needs `as`")?.clone();
-        let target = |key: &str| self.var(step[key].as_str().unwrap_or_default());
-        let (method, path, body) = match action {
-            "createThread" => (
-                Method::POST,
-                "/api/community/threads".to_string(),
-                Some(json!({"title": step["title"], "content": step["content"]})),
-            ),
-            "comment" => (
-                Method::POST,
-                "/api/community/comment".to_string(),
-                Some(json!({"threadId": target("thread")?, "content": step["content"]})),
-            ),
-            "likeThread" => (
-                Method::POST,
-                "/api/community/like".into(),
-                Some(json!({"threadId": target("thread")?})),
-            ),
-            "unlikeThread" => (
-                Method::DELETE,
-                "/api/community/like".into(),
-                Some(json!({"threadId": target("thread")?})),
-            ),
-            "likeComment" => (
-                Method::POST,
-                "/api/community/like".into(),
-                Some(json!({"commentId": target("comment")?})),
-            ),
-            "unlikeComment" => (
-                Method::DELETE,
-                "/api/community/like".into(),
-                Some(json!({"commentId": target("comment")?})),
-            ),
-            "deleteThread" => (
-                Method::DELETE,
-                format!("/api/community/threads/{}", target("thread")?),
-                None,
-            ),
-            "deleteComment" => (
-                Method::DELETE,
-                format!("/api/community/comments/{}", target("comment")?),
-                None,
-            ),
+        let text = |key: &str| {
+            step[key]
+                .as_str()
+                .ok_or_else(|| format!("{action} needs a string {key:?}"))
+        };
+        let saved = |key: &str| match step[key].as_str() {
+            Some(name) => self.var(name),
+            None => Err(format!("{action} needs {key:?}, the name of a saved id")),
+        };
+        let app = self.app();
+        let answer = match action {
+            "createThread" => {
+                app.try_create_thread(&user, text("title")?, text("content")?)
+                    .await
+            }
+            "comment" => {
+                app.try_comment(&user, &saved("thread")?, text("content")?)
+                    .await
+            }
+            "likeThread" => app.try_like_thread(&user, &saved("thread")?).await,
+            "unlikeThread" => app.try_unlike_thread(&user, &saved("thread")?).await,
+            "likeComment" => app.try_like_comment(&user, &saved("comment")?).await,
+            "unlikeComment" => app.try_unlike_comment(&user, &saved("comment")?).await,
+            "deleteThread" => app.try_delete_thread(&user, &saved("thread")?).await,
+            "deleteComment" => app.try_delete_comment(&user, &saved("comment")?).await,
             other => return Err(format!("unknown action {other}")),
         };
-        let (status, response) = self
-            .app()
-            .request(method, &path, Some(&user.token), body)
-            .await;
-        if !status.is_success() {
-            return Err(format!("{action} failed with {status}: {response}"));
+        if step.get("status").is_none() && !answer.status.is_success() {
+            return Err(format!(
+                "{action} failed with {}: {}",
+                answer.status, answer.text
+            ));
         }
         if let Some(save) = step["save"].as_str() {
-            let id = response["thread"]["id"]
+            let id = answer.body["thread"]["id"]
                 .as_str()
-                .or(response["comment"]["id"].as_str())
+                .or(answer.body["comment"]["id"].as_str())
                 .ok_or("nothing to save")?;
             self.vars.insert(save.to_string(), json!(id));
         }
-        if let Some(expected) = step.get("response") {
-            self.matches(expected, &response, "response")?;
-        }
-        Ok(())
+        self.check_answer(step, &answer)
     }
 
     async fn expect(&mut self, name: &str, expected: &[Value]) -> StepResult {
-        let mut seen = Vec::new();
-        for want in expected {
-            let message = {
-                let stream = self.stream(name)?;
-                match tokio::time::timeout(Duration::from_secs(5), stream.next_event()).await {
-                    Ok(message) => message,
-                    Err(_) => {
-                        return Err(format!(
-                            "{name} got only {seen:?}, still waiting for {want}"
-                        ))
-                    }
+        let frames = expected
+            .iter()
+            .map(|want| {
+                let id = match want.get("id") {
+                    None | Some(Value::Null) => None,
+                    Some(id) => Some(id.as_i64().ok_or("an id is a number or null")?),
+                };
+                let kind = want["type"]
+                    .as_str()
+                    .ok_or("an expected event needs a type")?;
+                let mut frame = crate::expect::frame(id, kind, any());
+                if let Some(data) = want.get("data") {
+                    frame.data = data.clone();
                 }
-            };
+                Ok(frame)
+            })
+            .collect::<Result<Vec<Frame>, String>>()?;
+        let received = self.stream(name)?.take_events(frames.len()).await;
+        compare_events(&received, &frames, &self.vars)
+            .map_err(|table| format!("{name}: {table}"))?;
+        for message in &received {
             let got = message.json();
-            seen.push(got.clone());
-            let id = message.id_number();
-            match want.get("id") {
-                Some(Value::Null) | None => {
-                    if id.is_some() {
-                        return Err(format!("{name}: expected no id on {got}, got {id:?}"));
-                    }
-                }
-                Some(want_id) => {
-                    if Some(want_id.as_i64().unwrap()) != id {
-                        return Err(format!(
-                            "{name}: expected id {want_id}, got {id:?} for {got}"
-                        ));
-                    }
-                }
-            }
-            if got["type"] != want["type"] {
-                return Err(format!(
-                    "{name}: expected a {} event, got {got}",
-                    want["type"]
-                ));
-            }
-            if let Some(data) = want.get("data") {
-                self.matches(data, &got["data"], &format!("{name} {} data", want["type"]))?;
-            }
             let timestamp = got["timestamp"].as_str().unwrap_or_default();
             if chrono::DateTime::parse_from_rfc3339(timestamp).is_err() {
-                return Err(format!("{name}: timestamp {timestamp:?} is not RFC 3339"));
+                return Err(format!(
+                    "{name}: timestamp {timestamp:?} is not RFC 3339 in {got}"
+                ));
             }
         }
         Ok(())
     }
 
+    /// A `request` step: any request, built by hand.
     async fn request(&mut self, step: &Value) -> StepResult {
         let spec = &step["request"];
         let method =
@@ -485,21 +460,23 @@ impl Runner {
         if let Some(content_type) = spec["contentType"].as_str() {
             request = request.header("Content-Type", content_type);
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        let body: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).map_err(|_| format!("non-JSON answer: {text}"))?
-        };
+        let answer = self.app().send(request).await;
+        if !answer.text.is_empty() && answer.body.is_null() {
+            return Err(format!("non-JSON answer: {}", answer.text));
+        }
+        self.check_answer(step, &answer)
+    }
+
+    /// The expectations a `do` or `request` step may carry: `response`
+    /// (the body, as a pattern), `responseHeaders`, and `status` with
+    /// `code`, `field` and `messageMentions`.
+    fn check_answer(&self, step: &Value, answer: &Answer) -> StepResult {
         if let Some(expected) = step.get("response") {
-            self.matches(expected, &body, "response")?;
+            matches(expected, &answer.body, "response", &self.vars)?;
         }
         if let Some(wanted) = step["responseHeaders"].as_object() {
             for (name, value) in wanted {
-                let got = headers.get(name).and_then(|v| v.to_str().ok());
+                let got = answer.header(name);
                 let present_is_enough = value == "$any" && got.is_some();
                 if got != value.as_str() && !present_is_enough {
                     return Err(format!("header {name}: expected {value}, got {got:?}"));
@@ -507,64 +484,17 @@ impl Runner {
             }
         }
         if step.get("status").is_some() {
-            check_error(step, status, &body)?;
+            check_error(step, answer.status.as_u16(), &answer.body)?;
         }
         Ok(())
     }
+}
 
-    /// Compares JSON: objects key for key, `"$any"` matches anything,
-    /// `"$timestamp"` an RFC 3339 time, `"$name"` a saved value.
-    fn matches(&self, expected: &Value, got: &Value, at: &str) -> StepResult {
-        match expected {
-            Value::String(s) if s == "$any" => Ok(()),
-            Value::String(s) if s == "$timestamp" => {
-                match got.as_str().map(chrono::DateTime::parse_from_rfc3339) {
-                    Some(Ok(_)) => Ok(()),
-                    _ => Err(format!("{at}: expected a timestamp, got {got}")),
-                }
-            }
-            Value::String(s) if s.starts_with('$') => {
-                let value = self.var(&s[1..])?;
-                if got.as_str() == Some(value.as_str()) {
-                    Ok(())
-                } else {
-                    Err(format!("{at}: expected {s} ({value}), got {got}"))
-                }
-            }
-            Value::Object(want) => {
-                let have = got
-                    .as_object()
-                    .ok_or_else(|| format!("{at}: expected an object, got {got}"))?;
-                let mut want_keys: Vec<_> = want.keys().collect();
-                let mut have_keys: Vec<_> = have.keys().collect();
-                want_keys.sort();
-                have_keys.sort();
-                if want_keys != have_keys {
-                    return Err(format!(
-                        "{at}: expected keys {want_keys:?}, got {have_keys:?} in {got}"
-                    ));
-                }
-                for (key, value) in want {
-                    self.matches(value, &have[key], &format!("{at}.{key}"))?;
-                }
-                Ok(())
-            }
-            Value::Array(want) => {
-                let have = got
-                    .as_array()
-                    .ok_or_else(|| format!("{at}: expected an array, got {got}"))?;
-                if want.len() != have.len() {
-                    return Err(format!("{at}: expected {} items, got {got}", want.len()));
-                }
-                for (i, (w, h)) in want.iter().zip(have).enumerate() {
-                    self.matches(w, h, &format!("{at}[{i}]"))?;
-                }
-                Ok(())
-            }
-            _ if expected == got => Ok(()),
-            _ => Err(format!("{at}: expected {expected}, got {got}")),
-        }
-    }
+fn borrow(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
 }
 
 /// `"status"`, and for errors the `"code"` and `"field"`, of an answer.

@@ -178,6 +178,21 @@ impl SseStream {
         }
     }
 
+    /// Up to `count` messages that are not `ping` or `presence`, each
+    /// waited for up to [`READ_TIMEOUT`]: fewer if the stream ends or goes
+    /// quiet, so a comparison can show what is missing.
+    pub async fn take_events(&mut self, count: usize) -> Vec<Message> {
+        let mut seen = Vec::with_capacity(count);
+        while seen.len() < count {
+            match self.next_within(READ_TIMEOUT).await {
+                Some(message) if matches!(message.kind().as_str(), "ping" | "presence") => {}
+                Some(message) => seen.push(message),
+                None => break,
+            }
+        }
+        seen
+    }
+
     /// Waits `wait` and returns every non-ping, non-presence message seen.
     pub async fn drain_events(&mut self, wait: Duration) -> Vec<Message> {
         let deadline = tokio::time::Instant::now() + wait;

@@ -3,17 +3,23 @@
 //! readers, pruned positions, shutdown, and the wire format itself.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::StatusCode;
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::expect::{assert_events, frame};
+use crate::helpers::{
+    hold_write_lock, insert_threads_from_outside, paths, spawn_app, spawn_app_with, Page,
+};
 use crate::sse_client::SseStream;
 
 #[tokio::test]
 async fn the_stream_has_the_headers_browsers_and_proxies_need() {
     let app = spawn_app().await;
-    let stream = SseStream::connect(app.addr, "/api/community/events", &[]).await;
+    let stream = app.open_events("", &[]).await;
     assert_eq!(stream.header("content-type"), Some("text/event-stream"));
     assert_eq!(
         stream.header("cache-control"),
@@ -30,7 +36,7 @@ async fn the_stream_has_the_headers_browsers_and_proxies_need() {
 #[tokio::test]
 async fn a_stream_on_its_own_connection_is_ended_by_closing_it() {
     let app = spawn_app().await;
-    let stream = SseStream::connect(app.addr, "/api/community/events", &[]).await;
+    let stream = app.open_events("", &[]).await;
     // Served without hyper: no chunked framing, the body ends with the
     // connection (see src/server/streaming.rs).
     assert_eq!(stream.header("connection"), Some("close"));
@@ -41,12 +47,12 @@ async fn a_stream_on_its_own_connection_is_ended_by_closing_it() {
 #[tokio::test]
 async fn a_client_that_sends_more_on_its_stream_connection_is_closed() {
     let app = spawn_app().await;
-    let mut socket = SseStream::send_request(app.addr, "/api/community/events", &[]).await;
+    let mut socket = app.send_events_request("", &[]).await;
     // Wait for the answer's first bytes, so the extra bytes below come
     // after the request, not with it.
     socket.readable().await.unwrap();
     socket
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", paths::HEALTHZ).as_bytes())
         .await
         .unwrap();
     let mut stream = SseStream::read_response(socket).await.expect("a stream");
@@ -65,7 +71,7 @@ async fn a_stream_on_a_connection_that_served_other_requests_works_the_same() {
     let mut reader = BufReader::new(tokio::net::TcpStream::connect(app.addr).await.unwrap());
     reader
         .get_mut()
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", paths::HEALTHZ).as_bytes())
         .await
         .unwrap();
     let mut length = None;
@@ -84,7 +90,7 @@ async fn a_stream_on_a_connection_that_served_other_requests_works_the_same() {
     assert!(reader.buffer().is_empty());
     let mut socket = reader.into_inner();
     socket
-        .write_all(b"GET /api/community/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", paths::EVENTS).as_bytes())
         .await
         .unwrap();
     let mut stream = SseStream::read_response(socket)
@@ -93,9 +99,10 @@ async fn a_stream_on_a_connection_that_served_other_requests_works_the_same() {
     assert_eq!(stream.header("transfer-encoding"), Some("chunked"));
     assert_eq!(stream.next().await.kind(), "connected");
     let thread = app.create_thread(&alice, "kept", "alive").await;
-    let event = stream.next_event().await;
-    assert_eq!(event.kind(), "new_thread");
-    assert_eq!(event.json()["data"]["id"], thread["id"]);
+    assert_events!(
+        stream.take_events(1).await,
+        [frame(1, "new_thread", thread)]
+    );
 }
 
 #[tokio::test]
@@ -104,7 +111,7 @@ async fn each_connection_gets_its_own_retry_and_connection_id() {
     let mut ids = BTreeSet::new();
     let mut retries = BTreeSet::new();
     for _ in 0..8 {
-        let mut stream = SseStream::connect(app.addr, "/api/community/events", &[]).await;
+        let mut stream = app.open_events("", &[]).await;
         let connected = stream.next().await.json();
         ids.insert(
             connected["data"]["connectionId"]
@@ -149,28 +156,21 @@ async fn pings_arrive_on_the_configured_interval_without_an_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_seam_between_replay_and_live_loses_and_repeats_nothing_under_concurrent_writes() {
     const WRITES: i64 = 150;
-    let app = spawn_app().await;
+    let app = Arc::new(spawn_app().await);
     let alice = app.register("alice").await;
     let writer = {
-        let app_addr = app.addr;
-        let token = alice.token.clone();
+        let (app, alice) = (app.clone(), alice.clone());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
             for n in 0..WRITES {
-                let response = client
-                    .post(format!("http://{app_addr}/api/community/threads"))
-                    .bearer_auth(&token)
-                    .json(&serde_json::json!({"title": format!("t{n}"), "content": "c"}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 201);
+                app.create_thread(&alice, &format!("t{n}"), "c").await;
             }
         })
     };
     let mut clients = Vec::new();
     while !writer.is_finished() && clients.len() < 12 {
-        let snapshot = app.threads(None).await["lastEventId"].as_i64().unwrap();
+        let snapshot = app.threads(None, Page::default()).await["lastEventId"]
+            .as_i64()
+            .unwrap();
         let stream = app.events(&format!("?lastEventId={snapshot}"), &[]).await;
         clients.push((snapshot, stream));
         tokio::time::sleep(Duration::from_millis(15)).await;
@@ -178,22 +178,33 @@ async fn the_seam_between_replay_and_live_loses_and_repeats_nothing_under_concur
     writer.await.unwrap();
     assert!(clients.len() >= 3, "clients should join while writes go on");
     for (snapshot, mut stream) in clients {
-        let mut expected = snapshot + 1;
-        while expected <= WRITES {
-            let message = stream.next_event().await;
-            assert_eq!(
-                message.id_number(),
-                Some(expected),
-                "client from {snapshot}: {message:?}"
-            );
-            expected += 1;
-        }
-        let extra = stream.drain_events(Duration::from_millis(100)).await;
-        assert!(
-            extra.is_empty(),
-            "client from {snapshot} got extra events: {extra:?}"
-        );
+        // Thread `t{n}` is event n + 1.
+        let expected: Vec<_> = (snapshot + 1..=WRITES)
+            .map(|id| {
+                let title = format!("t{}", id - 1);
+                frame(id, "new_thread", thread_titled(&title, &alice.id))
+            })
+            .collect();
+        let mut received = stream.take_events(expected.len()).await;
+        // And nothing after them.
+        received.extend(stream.drain_events(Duration::from_millis(100)).await);
+        assert_events!(received, expected, "client from {snapshot}");
     }
+}
+
+/// The data of a `new_thread` event for a thread `title` by `author`, any
+/// id and time, as the tests in this file create them.
+fn thread_titled(title: &str, author: &str) -> serde_json::Value {
+    json!({
+        "id": "$any",
+        "title": title,
+        "content": "$any",
+        "author": {"id": author, "username": "$any"},
+        "createdAt": "$timestamp",
+        "likeCount": 0,
+        "commentCount": 0,
+        "likedByMe": false,
+    })
 }
 
 /// A row written by another process (here, a separate SQLite connection, as
@@ -203,24 +214,24 @@ async fn a_write_from_another_process_reaches_open_streams() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
     let mut stream = app.events("", &[]).await;
-    let db_path = app.config.db.clone();
-    let user_id = alice.id.clone();
-    tokio::task::spawn_blocking(move || {
-        let conn = crate::helpers::outside_connection(&db_path);
-        conn.execute(
-            "INSERT INTO threads (id, author_id, title, content) VALUES ('from-the-shell', ?1, 'Admin post', 'hi')",
-            [user_id],
-        )
-        .unwrap();
-    })
-    .await
-    .unwrap();
-    let event = stream.next_event().await;
-    assert_eq!(event.id_number(), Some(1));
-    let data = &event.json()["data"];
-    assert_eq!(data["id"], "from-the-shell");
-    assert_eq!(data["title"], "Admin post");
-    assert_eq!(data["author"]["username"], "alice");
+    let row = (
+        "from-the-shell".to_string(),
+        alice.id.clone(),
+        "Admin post".to_string(),
+        "hi".to_string(),
+    );
+    insert_threads_from_outside(&app.config.db, [row]).await;
+    let data = json!({
+        "id": "from-the-shell",
+        "title": "Admin post",
+        "content": "hi",
+        "author": {"id": alice.id, "username": "alice"},
+        "createdAt": "$timestamp",
+        "likeCount": 0,
+        "commentCount": 0,
+        "likedByMe": false,
+    });
+    assert_events!(stream.take_events(1).await, [frame(1, "new_thread", data)]);
 }
 
 /// One client stops reading entirely while thousands of events go out: the
@@ -232,46 +243,45 @@ async fn a_stalled_reader_neither_blocks_others_nor_loses_events() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
     // Sends its request, then reads nothing until the end of the test.
-    let stalled = SseStream::send_request(app.addr, "/api/community/events", &[]).await;
+    let stalled = app.send_events_request("", &[]).await;
     let mut healthy = app.events("", &[]).await;
     // Many events, big enough to fill the stalled socket's buffers and push
     // it out of the in-memory window.
-    let db_path = app.config.db.clone();
     let author = alice.id.clone();
-    let writing = tokio::task::spawn_blocking(move || {
-        let mut conn = crate::helpers::outside_connection(&db_path);
-        let tx = conn.transaction().unwrap();
-        let padding = "x".repeat(4000);
-        for n in 0..EVENTS {
-            tx.execute(
-                "INSERT INTO threads (id, author_id, title, content) VALUES (?1, ?2, 't', ?3)",
-                (format!("t{n:05}"), &author, &padding),
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
+    let padding = "x".repeat(4000);
+    let rows = (0..EVENTS).map(move |n| {
+        let id = format!("t{n:05}");
+        (id, author.clone(), "t".to_string(), padding.clone())
     });
-    writing.await.unwrap();
-    for expected in 1..=EVENTS {
-        let message = healthy.next_event().await;
-        assert_eq!(message.id_number(), Some(expected));
-    }
+    insert_threads_from_outside(&app.config.db, rows).await;
+    expect_threads_in_order(&mut healthy, EVENTS, "the healthy reader").await;
     let stats = app.stats().await;
     assert_eq!(stats["connections"], 2, "the stalled stream is still open");
     // Now the stalled reader reads: everything, in order, exactly once.
     let mut stalled = SseStream::read_response(stalled).await.unwrap();
     assert_eq!(stalled.next().await.kind(), "connected");
-    for expected in 1..=EVENTS {
-        let message = stalled.next_event().await;
-        assert_eq!(message.id_number(), Some(expected));
-    }
+    expect_threads_in_order(&mut stalled, EVENTS, "the stalled reader").await;
     let extra = stalled.drain_events(Duration::from_millis(100)).await;
-    assert!(extra.is_empty());
-    let metrics = app.metrics().await;
+    assert_events!(extra, [], "the stalled reader, after all {EVENTS}");
+    let catch_ups = app.metric("stoa_outbox_catch_ups_total").await;
     assert!(
-        !metrics.contains("stoa_outbox_catch_ups_total 0"),
-        "the stalled reader should have fallen behind the in-memory window: {metrics}"
+        catch_ups > 0.0,
+        "the stalled reader should have fallen behind the in-memory window: {catch_ups} catch-ups"
     );
+}
+
+/// Events 1 to `count`, the threads `t00000`… written above, compared a
+/// batch at a time so thousands of 4 KB events need not be held at once.
+async fn expect_threads_in_order(stream: &mut SseStream, count: i64, whose: &str) {
+    const BATCH: i64 = 500;
+    for start in (1..=count).step_by(BATCH as usize) {
+        let ids = start..=(start + BATCH - 1).min(count);
+        let expected: Vec<_> = ids
+            .map(|id| frame(id, "new_thread", json!({"id": format!("t{:05}", id - 1), "title": "t", "content": "$any", "author": "$any", "createdAt": "$timestamp", "likeCount": 0, "commentCount": 0, "likedByMe": false})))
+            .collect();
+        let received = stream.take_events(expected.len()).await;
+        assert_events!(received, expected, "{whose}");
+    }
 }
 
 #[tokio::test]
@@ -286,15 +296,22 @@ async fn after_a_restart_recent_positions_are_replayed_from_memory() {
     // A client that had seen event 2 reconnects, as every open page does
     // after a restart.
     let mut stream = app.events("", &[("Last-Event-ID", "2")]).await;
-    for expected in 3..=5 {
-        assert_eq!(stream.next_event().await.id_number(), Some(expected));
-    }
+    let replayed: Vec<_> = (3..=5)
+        .map(|id| {
+            let title = format!("before {}", id - 1);
+            frame(id, "new_thread", thread_titled(&title, &alice.id))
+        })
+        .collect();
+    assert_events!(stream.take_events(3).await, replayed);
     app.create_thread(&alice, "after", "news").await;
-    assert_eq!(stream.next_event().await.id_number(), Some(6));
-    let metrics = app.metrics().await;
-    assert!(
-        metrics.contains("stoa_outbox_catch_ups_total 0"),
-        "the replay should come from the hub's window, not the table: {metrics}"
+    assert_events!(
+        stream.take_events(1).await,
+        [frame(6, "new_thread", thread_titled("after", &alice.id))]
+    );
+    assert_eq!(
+        app.metric("stoa_outbox_catch_ups_total").await,
+        0.0,
+        "the replay should come from the hub's window, not the table"
     );
 }
 
@@ -319,13 +336,16 @@ async fn a_position_whose_events_were_pruned_gets_resync() {
         "the newest id is remembered"
     );
     let mut stream = app.events("?lastEventId=0", &[]).await;
-    let resync = stream.next_event().await;
-    assert_eq!(resync.kind(), "resync");
-    assert_eq!(resync.id, None);
-    assert_eq!(resync.json()["data"]["lastEventId"], 1);
+    assert_events!(
+        stream.take_events(1).await,
+        [frame(None, "resync", json!({"lastEventId": 1}))]
+    );
     // The id is never handed out again.
     app.create_thread(&alice, "new", "news").await;
-    assert_eq!(stream.next_event().await.id_number(), Some(2));
+    assert_events!(
+        stream.take_events(1).await,
+        [frame(2, "new_thread", thread_titled("new", &alice.id))]
+    );
 }
 
 #[tokio::test]
@@ -385,12 +405,15 @@ async fn a_client_that_sends_half_a_request_does_not_disturb_the_stream() {
     let alice = app.register("alice").await;
     let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     socket
-        .write_all(b"GET /api/community/events HTTP/1.1\r\nHost: x\r\n")
+        .write_all(format!("GET {} HTTP/1.1\r\nHost: x\r\n", paths::EVENTS).as_bytes())
         .await
         .unwrap();
     let mut stream = app.events("", &[]).await;
     app.create_thread(&alice, "still", "live").await;
-    assert_eq!(stream.next_event().await.kind(), "new_thread");
+    assert_events!(
+        stream.take_events(1).await,
+        [frame(1, "new_thread", thread_titled("still", &alice.id))]
+    );
 }
 
 #[tokio::test]
@@ -424,7 +447,7 @@ async fn a_client_that_never_finishes_its_request_is_disconnected() {
     // A stream request is read by stoa itself, not hyper: the same limit.
     let mut slow_stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     slow_stream
-        .write_all(b"GET /api/community/events HTTP/1.1\r\nHost: x\r\n")
+        .write_all(format!("GET {} HTTP/1.1\r\nHost: x\r\n", paths::EVENTS).as_bytes())
         .await
         .unwrap();
     for socket in [&mut silent, &mut slow, &mut slow_stream] {
@@ -442,7 +465,7 @@ async fn a_client_that_never_finishes_its_request_is_disconnected() {
 async fn an_oversized_request_head_is_refused() {
     let app = spawn_app().await;
     let huge = "x".repeat(40 * 1024);
-    for path in ["/api/community/threads", "/api/community/events"] {
+    for path in [paths::THREADS, paths::EVENTS] {
         let response = reqwest::Client::new()
             .get(app.url(path))
             .header("X-Padding", &huge)
@@ -451,10 +474,7 @@ async fn an_oversized_request_head_is_refused() {
             .unwrap();
         assert_eq!(response.status(), 431, "{path}");
     }
-    assert_eq!(
-        reqwest::get(app.url("/healthz")).await.unwrap().status(),
-        200
-    );
+    assert_eq!(app.try_healthz().await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -465,4 +485,63 @@ async fn a_new_stream_is_told_the_online_count_at_once() {
     let presence = second.next().await;
     assert_eq!(presence.kind(), "presence");
     assert_eq!(presence.json()["data"]["online"], 2);
+}
+
+/// Another process holds the write lock past the busy timeout: writes are
+/// refused with 503 and `Retry-After` (not left hanging, not a 500), reads
+/// go on (WAL), and once the lock is released writes and their events flow
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_held_locked_refuses_writes_with_503_and_recovers_once_released() {
+    let app = spawn_app_with(|c| c.busy_timeout = Duration::from_millis(200)).await;
+    let alice = app.register("alice").await;
+    let mut stream = app.events("", &[]).await;
+    let busy_before = app.metric("stoa_database_busy_total").await;
+
+    let lock = hold_write_lock(&app.config.db).await;
+    let refused = app.try_create_thread(&alice, "blocked", "c").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text
+    );
+    let retry_after = refused.header("retry-after").unwrap_or_default();
+    assert!(
+        retry_after.parse::<u64>().is_ok_and(|s| s >= 1),
+        "Retry-After should be a number of seconds, got {retry_after:?}"
+    );
+    assert_eq!(
+        refused.body["error"]["code"], "unavailable",
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        refused.text
+    );
+    let listed = app.try_threads(None, Page::default()).await;
+    assert_eq!(
+        listed.status,
+        StatusCode::OK,
+        "reads go on: {}",
+        listed.text
+    );
+    assert_eq!(listed.body["threads"], json!([]));
+
+    lock.release().await;
+    let thread = app.create_thread(&alice, "after", "c").await;
+    assert_events!(
+        stream.take_events(1).await,
+        [frame(1, "new_thread", thread)]
+    );
+    let busy = app.metric("stoa_database_busy_total").await;
+    assert!(busy >= 1.0, "the busy counter counts the refusal: {busy}");
+    assert!(
+        busy > busy_before,
+        "the busy counter moved: {busy_before} then {busy}"
+    );
 }
