@@ -1,6 +1,6 @@
 // stoa's live-update client: one EventSource per browser, shared by its tabs.
 //
-// What it does (DESIGN.md §3 and §5):
+// What it does (the stream and reconnection are described in docs/replay.md):
 // - Connects to the stream with `?lastEventId=<snapshot position>`, so the
 //   events between loading a snapshot and connecting are replayed, not lost.
 // - Tracks the last event id it saw; a new EventSource (after an error, a

@@ -755,6 +755,14 @@ impl WriteLock {
 
 /// Starts `stoa` on `db` and returns it with the address it listens on.
 pub async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr) {
+    let (child, addr, _) = start_binary_logged(db).await;
+    (child, addr)
+}
+
+/// `start_binary`, also returning what it logged until it listened.
+pub async fn start_binary_logged(
+    db: &std::path::Path,
+) -> (Child, std::net::SocketAddr, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stoa"))
         .args([
             "--listen",
@@ -773,11 +781,13 @@ pub async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr)
         .spawn()
         .expect("stoa starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut log = Vec::new();
     let addr = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 return rest.split_whitespace().next().unwrap().parse().unwrap();
             }
+            log.push(line);
         }
         panic!("stoa exited before listening");
     })
@@ -785,7 +795,7 @@ pub async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr)
     .expect("stoa listens within 20 s");
     // Keep draining its log so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    (child, addr, log)
 }
 
 /// Signs up `name` on a server started with `start_binary`; returns the token.

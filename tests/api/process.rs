@@ -1,12 +1,14 @@
-//! The real binary as an operator runs it: SIGTERM under load, and two
-//! processes sharing one database file.
+//! The real binary as an operator runs it: SIGTERM under load, two
+//! processes sharing one database file, and two starting on a new one.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{paths, post_thread_at, register_at, spawn_writers, start_binary};
+use crate::helpers::{
+    paths, post_thread_at, register_at, spawn_writers, start_binary, start_binary_logged,
+};
 use crate::sse_client::SseStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -101,4 +103,46 @@ async fn two_processes_on_one_database_stream_every_write_in_the_same_order_with
         seen_a.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
         (1..=20).collect::<Vec<i64>>()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_starting_on_one_new_file_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new.db");
+    let ((mut first, a, first_log), (mut second, b, second_log)) =
+        tokio::join!(start_binary_logged(&db), start_binary_logged(&db));
+    let applied: Vec<&String> = first_log
+        .iter()
+        .chain(&second_log)
+        .filter(|line| line.contains("applied database migration"))
+        .collect();
+    let versions: Vec<&str> = applied
+        .iter()
+        .map(|line| {
+            line.split("version=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    let mut unique = versions.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        versions.len(),
+        "a migration ran twice: {applied:?}"
+    );
+    assert_eq!(unique.first(), Some(&"1"), "{applied:?}");
+    // Both serve the one forum.
+    let client = reqwest::Client::new();
+    let token = register_at(&client, a, "ada").await;
+    assert_eq!(
+        post_thread_at(&client, b, &token, "hello").await,
+        StatusCode::CREATED
+    );
+    first.start_kill().unwrap();
+    second.start_kill().unwrap();
 }

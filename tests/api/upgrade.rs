@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_rusqlite::rusqlite::Connection;
 
-use crate::helpers::{outside_connection, spawn_app_with, test_config};
+use crate::helpers::{outside_connection, spawn_app_with, test_config, Page};
 
 /// The whole schema of the release before migrations, word for word.
 const FIRST_RELEASE_SCHEMA: &str = include_str!("../../src/db/sqlite/migrations/0001_initial.sql");
@@ -73,7 +73,7 @@ async fn a_database_from_the_release_before_migrations_is_upgraded_in_place() {
     let app = spawn_app_with(|config| *config = test_config(path.clone())).await;
 
     // Every row is there, as the API shows it.
-    let page = app.threads(None).await;
+    let page = app.threads(None, Page::default()).await;
     let threads = page["threads"].as_array().unwrap();
     assert_eq!(threads.len(), 1);
     assert_eq!(threads[0]["id"], "t-1");

@@ -1,6 +1,6 @@
 // A tiny in-memory stand-in for the stoa server, for working on the page
 // without the Rust build: `node web/dev/mock-server.mjs [port]`, then open
-// http://127.0.0.1:8081/. Follows DESIGN.md §3–4 loosely (no persistence).
+// http://127.0.0.1:8081/. Follows docs/api.md loosely (no persistence).
 // With DEMO_EVENTS=1 it posts a thread and a comment from "alice" shortly
 // after each stream connects, to see live updates.
 import http from 'node:http';
