@@ -20,9 +20,16 @@ pub struct Flags {
     #[arg(long, env = "STOA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// SQLite database file (created with the schema on first start).
+    /// The database: a SQLite file (created on first start), or a
+    /// PostgreSQL URL (postgres://user:password@host:port/dbname) that
+    /// several stoa nodes may share. Either is brought up to date by the
+    /// migrations at start.
     #[arg(long, env = "STOA_DB", default_value = "stoa.db")]
-    pub db: PathBuf,
+    pub db: Database,
+    /// PostgreSQL only: connections each node keeps for reads (it also
+    /// holds one for writes and two for the outbox tailer).
+    #[arg(long, env = "STOA_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
 
     /// How often each open stream gets a `ping` message.
     #[arg(long, env = "STOA_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -101,11 +108,56 @@ pub struct Flags {
     pub fixture: Option<PathBuf>,
 }
 
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl std::str::FromStr for Database {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Database, String> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(Database::Postgres(text.to_string()))
+        } else if text.contains("://") {
+            Err(format!(
+                "--db takes a file path or a postgres:// URL, not {text:?}"
+            ))
+        } else if text.is_empty() {
+            Err("--db must not be empty".into())
+        } else {
+            Ok(Database::Sqlite(PathBuf::from(text)))
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file, or the URL without its password, for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let credentials = &url[scheme + 3..at];
+                    let user = credentials.split(':').next().unwrap_or("");
+                    write!(f, "{}{user}{}", &url[..scheme + 3], &url[at..])
+                }
+                _ => write!(f, "{url}"),
+            },
+        }
+    }
+}
+
 /// Validated settings. Tests build one with [`Config::for_db`] and adjust it.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub db: PathBuf,
+    pub db: Database,
+    pub db_pool_size: usize,
     pub ping_interval: Duration,
     pub poll_interval: Duration,
     pub cors_origins: Vec<String>,
@@ -123,11 +175,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for a database file, listening on an ephemeral loopback port.
-    pub fn for_db(db: impl Into<PathBuf>) -> Config {
+    /// Defaults for a database, listening on an ephemeral loopback port.
+    pub fn for_db(db: Database) -> Config {
         Config {
             listen: "127.0.0.1:0".parse().expect("valid address"),
-            db: db.into(),
+            db,
+            db_pool_size: 16,
             ping_interval: Duration::from_secs(30),
             poll_interval: Duration::from_millis(10),
             cors_origins: Vec::new(),
@@ -174,12 +227,16 @@ impl TryFrom<&Flags> for Config {
         if flags.write_rate < 0.0 || flags.sign_in_rate < 0.0 {
             return Err("--write-rate and --sign-in-rate must be 0 (off) or more".into());
         }
+        if flags.db_pool_size == 0 {
+            return Err("--db-pool-size must be at least 1".into());
+        }
         if flags.retention_events == 0 {
             return Err("--retention-events must be at least 1".into());
         }
         Ok(Config {
             listen: flags.listen,
             db: flags.db.clone(),
+            db_pool_size: flags.db_pool_size,
             ping_interval: flags.ping_interval,
             poll_interval: flags.poll_interval,
             cors_origins: flags.cors_origins.clone(),
@@ -195,5 +252,29 @@ impl TryFrom<&Flags> for Config {
             sign_in_burst: flags.sign_in_burst,
             behind_proxy: flags.behind_proxy,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_a_path_or_a_postgres_url() {
+        assert_eq!(
+            "data/stoa.db".parse::<Database>(),
+            Ok(Database::Sqlite("data/stoa.db".into()))
+        );
+        assert_eq!(
+            "postgres://stoa@db/forum".parse::<Database>(),
+            Ok(Database::Postgres("postgres://stoa@db/forum".into()))
+        );
+        assert!("mysql://db/forum".parse::<Database>().is_err());
+    }
+
+    #[test]
+    fn a_password_never_reaches_the_log() {
+        let db: Database = "postgres://stoa:secret@db:5432/forum".parse().unwrap();
+        assert_eq!(db.to_string(), "postgres://stoa@db:5432/forum");
     }
 }

@@ -104,7 +104,11 @@ impl App {
     /// Opens the database (creating it with the schema) and binds the port.
     pub async fn build(config: Config) -> Result<App, StartError> {
         let metrics = Arc::new(Metrics::default());
-        let db = Db::open(&config.db, config.busy_timeout, metrics.clone()).await?;
+        let settings = db::OpenSettings {
+            busy_timeout: config.busy_timeout,
+            pool_size: config.db_pool_size,
+        };
+        let db = Db::open(&config.db, settings, metrics.clone()).await?;
         // The hub starts with the newest events already in memory, so the
         // clients that reconnect after a restart, each a little behind, are
         // replayed from there instead of each reading the outbox table.

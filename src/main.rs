@@ -49,7 +49,7 @@ async fn serve(flags: &Flags, config: Config) -> Result<(), stoa::StartError> {
             tracing::info!("loaded sample data");
         }
     }
-    tracing::info!(db = %flags.db.display(), "stoa listening on http://{}", app.local_addr());
+    tracing::info!(db = %flags.db, "stoa listening on http://{}", app.local_addr());
     app.run(shutdown_signal()).await
 }
 

@@ -83,7 +83,9 @@ pub async fn open(
     ))
 }
 
-type CatchUp = Pin<Box<dyn Future<Output = DbResult<Vec<Row>>> + Send + Sync>>;
+/// A read of the outbox, run as a task of its own: a stream's body must be
+/// `Sync`, and a database driver's futures need not be.
+type CatchUp = tokio::task::JoinHandle<DbResult<Vec<Row>>>;
 
 /// The body of one stream. Holds its place in the outbox and yields frames
 /// when polled; dropping it (the client went away) closes the stream.
@@ -136,9 +138,14 @@ impl EventStream {
     fn fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
         loop {
             if let Some(read) = &mut self.catching_up {
-                let rows = match read.as_mut().poll(cx) {
+                let rows = match Pin::new(read).poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(rows)) => rows,
+                    Poll::Ready(Ok(Ok(rows))) => rows,
+                    Poll::Ready(Ok(Err(error))) => {
+                        tracing::warn!(%error, connection = %self.connection, "reading the outbox for a stream failed; closing it");
+                        self.streams.metrics.lagging_streams_closed.add(1);
+                        return Poll::Ready(Err(()));
+                    }
                     Poll::Ready(Err(error)) => {
                         tracing::warn!(%error, connection = %self.connection, "reading the outbox for a stream failed; closing it");
                         self.streams.metrics.lagging_streams_closed.add(1);
@@ -180,7 +187,9 @@ impl EventStream {
                     let after = self.cursor;
                     let db = self.streams.db.clone();
                     self.catching_up =
-                        Some(Box::pin(async move { db.outbox_after(after, BATCH).await }));
+                        Some(tokio::spawn(
+                            async move { db.outbox_after(after, BATCH).await },
+                        ));
                 }
             }
         }

@@ -2,9 +2,11 @@
 //! hands them to the hub.
 //!
 //! It wakes at once after a write made through this server (the `written`
-//! signal from `Db::write`) and otherwise every poll interval, so rows
-//! written by another process (a second stoa, the sqlite3 shell, a script)
-//! go out too.
+//! signal of `Db`; on PostgreSQL also every NOTIFY from any node) and
+//! otherwise every poll interval, so rows written by another process (a
+//! second stoa, the sqlite3 shell, psql, a script) go out too. It always
+//! reads by id after the last row it handed on, so a failed read (the
+//! database away) is simply tried again: nothing is skipped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +28,17 @@ pub async fn tail(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut cursor = hub.latest();
+    let mut failing = false;
     loop {
-        match reader.new_rows(cursor, BATCH).await {
+        let read = reader.new_rows(cursor, BATCH).await;
+        if read.is_ok() && failing {
+            tracing::info!(
+                from = cursor,
+                "reading the outbox works again; caught up by id"
+            );
+            failing = false;
+        }
+        match read {
             Ok(rows) if !rows.is_empty() => {
                 let full = rows.len() == BATCH;
                 cursor = rows.last().map_or(cursor, |row| row.id);
@@ -38,7 +49,13 @@ pub async fn tail(
                 }
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "reading the outbox failed; retrying"),
+            Err(error) => {
+                // Once per outage, not once per poll.
+                if !failing {
+                    tracing::warn!(%error, "reading the outbox failed; retrying every poll");
+                    failing = true;
+                }
+            }
         }
         tokio::select! {
             _ = written.notified() => {}

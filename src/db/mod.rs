@@ -7,9 +7,9 @@
 //! backend and counts its busy errors for `/metrics`. No database type,
 //! connection or transaction leaves this module.
 
+mod postgres;
 mod sqlite;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::config::Database;
 use crate::fixtures::DataSet;
 use crate::metrics::Metrics;
 
@@ -144,6 +145,14 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// How to open a database.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenSettings {
+    pub busy_timeout: Duration,
+    /// PostgreSQL: connections kept for reads.
+    pub pool_size: usize,
+}
+
 /// The cloneable handle to the database used by the API and the tailer.
 #[derive(Clone)]
 pub struct Db {
@@ -154,6 +163,7 @@ pub struct Db {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Store),
+    Postgres(postgres::Store),
 }
 
 /// The tailer's reader of new outbox rows, on a connection of its own.
@@ -161,6 +171,7 @@ pub struct TailReader(TailBackend);
 
 enum TailBackend {
     Sqlite(sqlite::outbox::TailReader),
+    Postgres(postgres::outbox::TailReader),
 }
 
 /// Calls the same method on whichever backend `db` has, counting the
@@ -169,21 +180,31 @@ macro_rules! on_backend {
     ($db:expr, $store:ident => $call:expr) => {{
         let result = match &$db.backend {
             Backend::Sqlite($store) => $call.await,
+            Backend::Postgres($store) => $call.await,
         };
         $db.observed(result)
     }};
 }
 
 impl Db {
-    /// Opens (creating if needed) the database file and brings its schema
-    /// up to date. `busy_timeout` is how long an operation waits for
-    /// another connection's lock before failing as [`DbError::Busy`].
-    pub async fn open(path: &Path, busy_timeout: Duration, metrics: Arc<Metrics>) -> DbResult<Db> {
-        let store = sqlite::Store::open(path, busy_timeout).await?;
-        Ok(Db {
-            backend: Backend::Sqlite(store),
-            metrics,
-        })
+    /// Opens the database (creating a SQLite file if needed) and brings
+    /// its schema up to date. `busy_timeout` is how long an operation
+    /// waits for another connection's lock, or for a connection, before
+    /// failing as [`DbError::Busy`].
+    pub async fn open(
+        database: &Database,
+        settings: OpenSettings,
+        metrics: Arc<Metrics>,
+    ) -> DbResult<Db> {
+        let backend = match database {
+            Database::Sqlite(path) => {
+                Backend::Sqlite(sqlite::Store::open(path, settings.busy_timeout).await?)
+            }
+            Database::Postgres(url) => Backend::Postgres(
+                postgres::Store::open(url, settings.pool_size, settings.busy_timeout).await?,
+            ),
+        };
+        Ok(Db { backend, metrics })
     }
 
     fn observed<T>(&self, result: DbResult<T>) -> DbResult<T> {
@@ -198,13 +219,17 @@ impl Db {
     pub fn written(&self) -> Arc<Notify> {
         match &self.backend {
             Backend::Sqlite(store) => store.written(),
+            Backend::Postgres(store) => store.written(),
         }
     }
 
     /// A reader of new outbox rows for the tailer.
     pub async fn tail_reader(&self) -> DbResult<TailReader> {
-        let reader = on_backend!(self, store => store.tail_reader())?;
-        Ok(TailReader(TailBackend::Sqlite(reader)))
+        let reader = match &self.backend {
+            Backend::Sqlite(store) => TailBackend::Sqlite(store.tail_reader().await?),
+            Backend::Postgres(store) => TailBackend::Postgres(store.tail_reader().await?),
+        };
+        Ok(TailReader(reader))
     }
 
     /// Adds a user and signs them in, in one transaction; a taken username
@@ -360,6 +385,7 @@ impl TailReader {
     pub async fn new_rows(&mut self, after: i64, limit: usize) -> DbResult<Vec<Row>> {
         match &mut self.0 {
             TailBackend::Sqlite(reader) => reader.new_rows(after, limit).await,
+            TailBackend::Postgres(reader) => reader.new_rows(after, limit).await,
         }
     }
 }

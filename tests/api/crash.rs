@@ -4,13 +4,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::backend::fresh_database;
 use crate::helpers::{paths, register_at, spawn_writers, start_binary, url_encode};
 use crate::sse_client::SseStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_kill_9_loses_no_acknowledged_write_and_its_event_replays() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("stoa.db");
+    let db = fresh_database(dir.path()).await;
     let (mut child, addr) = start_binary(&db).await;
     let client = reqwest::Client::new();
     let token = register_at(&client, addr, "writer").await;

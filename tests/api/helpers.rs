@@ -7,7 +7,6 @@
 //! `stoa` executable, for tests of the process.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,12 +14,14 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use stoa::config::Database;
 use stoa::{App, Config};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::backend::{db_arg, fresh_database};
 use crate::sse_client::SseStream;
 
 pub struct TestApp {
@@ -154,7 +155,7 @@ pub fn url_encode(text: &str) -> String {
 
 /// Settings for tests: polls short enough to see in a test, and no rate
 /// limits (tests that check them turn them on).
-pub fn test_config(db: PathBuf) -> Config {
+pub fn test_config(db: Database) -> Config {
     Config {
         poll_interval: Duration::from_millis(20),
         write_rate: 0.0,
@@ -169,7 +170,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let mut config = test_config(dir.path().join("stoa.db"));
+    let mut config = test_config(fresh_database(dir.path()).await);
     adjust(&mut config);
     start(config, dir).await
 }
@@ -570,16 +571,6 @@ impl Drop for TestApp {
     }
 }
 
-/// A connection to a test server's SQLite file of its own, as the
-/// `sqlite3` shell or a script would open it: writes through it reach the
-/// server only through its triggers and its polling.
-pub fn outside_connection(db: &std::path::Path) -> tokio_rusqlite::rusqlite::Connection {
-    let conn = tokio_rusqlite::rusqlite::Connection::open(db).expect("database opens");
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-    conn
-}
-
 /// One sample of the Prometheus text format.
 #[derive(Debug, PartialEq)]
 struct Sample {
@@ -690,79 +681,28 @@ fn metrics_text_is_read_as_numbers() {
     assert_eq!(metric_value(text, "stoa_a", &[]), None);
 }
 
-/// Rows written into a test server's database file by another process
-/// (the `sqlite3` shell, a script): `(id, author_id, title, content)`
-/// threads, in one transaction. The server sees them only through its
-/// triggers and its polling.
-pub async fn insert_threads_from_outside<I>(db: &std::path::Path, threads: I)
-where
-    I: IntoIterator<Item = (String, String, String, String)> + Send + 'static,
-{
-    let db = db.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = outside_connection(&db);
-        let tx = conn.transaction().unwrap();
-        for (id, author, title, content) in threads {
-            tx.execute(
-                "INSERT INTO threads (id, author_id, title, content) VALUES (?1, ?2, ?3, ?4)",
-                (id, author, title, content),
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
-    })
-    .await
-    .expect("the outside writer finishes");
-}
-
-/// Another process holding the database's write lock (`BEGIN IMMEDIATE`
-/// on its own connection, on a blocking thread) until `release`; dropping
-/// it releases the lock too.
-pub struct WriteLock {
-    release: Option<std::sync::mpsc::Sender<()>>,
-    holder: Option<JoinHandle<()>>,
-}
-
-pub async fn hold_write_lock(db: &std::path::Path) -> WriteLock {
-    let db = db.to_path_buf();
-    let (locked, taken) = oneshot::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let holder = tokio::task::spawn_blocking(move || {
-        let conn = outside_connection(&db);
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .expect("the write lock is free");
-        let _ = locked.send(());
-        // Returns on `release`, or when the `WriteLock` is dropped.
-        let _ = released.recv();
-        conn.execute_batch("ROLLBACK").expect("rollback");
-    });
-    taken.await.expect("the write lock is taken");
-    WriteLock {
-        release: Some(release),
-        holder: Some(holder),
-    }
-}
-
-impl WriteLock {
-    /// Rolls the outside transaction back and waits until it has.
-    pub async fn release(mut self) {
-        drop(self.release.take());
-        if let Some(holder) = self.holder.take() {
-            holder.await.expect("the lock holder ends cleanly");
-        }
-    }
-}
-
 /// Starts `stoa` on `db` and returns it with the address it listens on.
-pub async fn start_binary(db: &std::path::Path) -> (Child, std::net::SocketAddr) {
+pub async fn start_binary(db: &Database) -> (Child, std::net::SocketAddr) {
     let (child, addr, _) = start_binary_logged(db).await;
     (child, addr)
 }
 
 /// `start_binary`, also returning what it logged until it listened.
-pub async fn start_binary_logged(
-    db: &std::path::Path,
-) -> (Child, std::net::SocketAddr, Vec<String>) {
+pub async fn start_binary_logged(db: &Database) -> (Child, std::net::SocketAddr, Vec<String>) {
+    let (child, addr, log) = start_binary_with(db, &[]).await;
+    let log = log.lock().unwrap().clone();
+    (child, addr, log)
+}
+
+/// Everything a started binary has logged so far, one line each.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+/// Starts `stoa` on `db` with `extra` flags; returns it, the address it
+/// listens on, and its log, which keeps filling while it runs.
+pub async fn start_binary_with(
+    db: &Database,
+    extra: &[&str],
+) -> (Child, std::net::SocketAddr, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stoa"))
         .args([
             "--listen",
@@ -773,7 +713,8 @@ pub async fn start_binary_logged(
             "0",
             "--db",
         ])
-        .arg(db)
+        .arg(db_arg(db))
+        .args(extra)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -781,20 +722,25 @@ pub async fn start_binary_logged(
         .spawn()
         .expect("stoa starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut log = Vec::new();
+    let log: Log = Arc::default();
     let addr = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 return rest.split_whitespace().next().unwrap().parse().unwrap();
             }
-            log.push(line);
+            log.lock().unwrap().push(line);
         }
         panic!("stoa exited before listening");
     })
     .await
     .expect("stoa listens within 20 s");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep reading its log so it never blocks on a full pipe.
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
     (child, addr, log)
 }
 

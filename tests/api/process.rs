@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::backend::fresh_database;
 use crate::helpers::{
     paths, post_thread_at, register_at, spawn_writers, start_binary, start_binary_logged,
 };
@@ -14,7 +15,7 @@ use crate::sse_client::SseStream;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("stoa.db");
+    let db = fresh_database(dir.path()).await;
     let (mut child, addr) = start_binary(&db).await;
     let client = reqwest::Client::new();
     let token = register_at(&client, addr, "writer").await;
@@ -70,7 +71,7 @@ async fn sigterm_under_load_ends_streams_keeps_every_acknowledged_write_and_exit
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_database_stream_every_write_in_the_same_order_with_the_same_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("stoa.db");
+    let db = fresh_database(dir.path()).await;
     let (_first, a) = start_binary(&db).await;
     let (_second, b) = start_binary(&db).await;
     let client = reqwest::Client::new();
@@ -106,9 +107,9 @@ async fn two_processes_on_one_database_stream_every_write_in_the_same_order_with
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_starting_on_one_new_file_migrate_it_once() {
+async fn two_processes_starting_on_one_new_database_migrate_it_once() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("new.db");
+    let db = fresh_database(dir.path()).await;
     let ((mut first, a, first_log), (mut second, b, second_log)) =
         tokio::join!(start_binary_logged(&db), start_binary_logged(&db));
     let applied: Vec<&String> = first_log

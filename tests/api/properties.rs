@@ -13,7 +13,9 @@ use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::backend::query_outside;
 use crate::helpers::{paths, spawn_app, Answer, Page, Session, TestApp};
+use stoa::config::Database;
 
 fn runner(default_cases: u32) -> TestRunner {
     let cases = std::env::var("PROPTEST_CASES")
@@ -131,7 +133,7 @@ fn no_body_sent_to_any_write_endpoint_causes_a_server_error() {
         result.unwrap();
         // Whatever was accepted produced its events, and nothing was half
         // written: the outbox replays to exactly the stored rows.
-        let (forum, events) = rows(&app.config.db);
+        let (forum, events) = rows(&app.config.db).await;
         assert_eq!(replay(&events), forum);
         assert_eq!(app.try_healthz().await.status, StatusCode::OK);
     });
@@ -388,39 +390,32 @@ struct Forum {
 }
 
 /// The one place this file reads SQL: what a second backend would swap.
-fn rows(db: &std::path::Path) -> (Forum, Vec<Value>) {
-    let conn = crate::helpers::outside_connection(db);
-    let mut forum = Forum::default();
-    let mut statement = conn.prepare("SELECT id FROM threads").unwrap();
-    forum.threads = statement
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut statement = conn.prepare("SELECT id, thread_id FROM comments").unwrap();
-    forum.comments = statement
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut statement = conn
-        .prepare("SELECT user_id, thread_id, comment_id FROM likes")
-        .unwrap();
-    forum.likes = statement
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut statement = conn
-        .prepare("SELECT type, payload FROM outbox ORDER BY id")
-        .unwrap();
-    let events = statement
-        .query_map([], |r| {
-            let payload: String = r.get(1)?;
-            Ok(json!({"type": r.get::<_, String>(0)?, "data": serde_json::from_str::<Value>(&payload).unwrap()}))
+async fn rows(db: &Database) -> (Forum, Vec<Value>) {
+    let text = |value: &Option<String>| value.clone().expect("a value");
+    let forum = Forum {
+        threads: query_outside(db, "SELECT id FROM threads")
+            .await
+            .iter()
+            .map(|row| text(&row[0]))
+            .collect(),
+        comments: query_outside(db, "SELECT id, thread_id FROM comments")
+            .await
+            .iter()
+            .map(|row| (text(&row[0]), text(&row[1])))
+            .collect(),
+        likes: query_outside(db, "SELECT user_id, thread_id, comment_id FROM likes")
+            .await
+            .iter()
+            .map(|row| (text(&row[0]), text(&row[1]), row[2].clone()))
+            .collect(),
+    };
+    let events = query_outside(db, "SELECT type, payload FROM outbox ORDER BY id")
+        .await
+        .iter()
+        .map(|row| {
+            let data: Value = serde_json::from_str(&text(&row[1])).unwrap();
+            json!({"type": text(&row[0]), "data": data})
         })
-        .unwrap()
-        .map(Result::unwrap)
         .collect();
     (forum, events)
 }
@@ -509,7 +504,7 @@ fn any_sequence_of_calls_leaves_the_database_consistent_with_its_outbox() {
                 for step in &steps {
                     perform(&app, &users, &mut threads, &mut comments, step).await;
                 }
-                let (forum, events) = rows(&app.config.db);
+                let (forum, events) = rows(&app.config.db).await;
                 assert_eq!(
                     replay(&events),
                     forum,

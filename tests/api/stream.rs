@@ -10,10 +10,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
+use crate::backend::{hold_write_lock, insert_threads_from_outside};
 use crate::expect::{assert_events, frame};
-use crate::helpers::{
-    hold_write_lock, insert_threads_from_outside, paths, spawn_app, spawn_app_with, Page,
-};
+use crate::helpers::{paths, spawn_app, spawn_app_with, Page};
 use crate::sse_client::SseStream;
 
 #[tokio::test]

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_rusqlite::rusqlite::Connection;
 
-use crate::helpers::{outside_connection, spawn_app_with, test_config, Page};
+use crate::backend::sqlite_connection;
+use crate::helpers::{spawn_app_with, test_config, Page};
+use stoa::config::Database;
 
 /// The whole schema of the release before migrations, word for word.
 const FIRST_RELEASE_SCHEMA: &str = include_str!("../../src/db/sqlite/migrations/0001_initial.sql");
@@ -70,7 +72,7 @@ async fn a_database_from_the_release_before_migrations_is_upgraded_in_place() {
         "the public events the old forum holds"
     );
 
-    let app = spawn_app_with(|config| *config = test_config(path.clone())).await;
+    let app = spawn_app_with(|config| *config = test_config(Database::Sqlite(path.clone()))).await;
 
     // Every row is there, as the API shows it.
     let page = app.threads(None, Page::default()).await;
@@ -110,7 +112,7 @@ async fn a_database_from_the_release_before_migrations_is_upgraded_in_place() {
     assert_eq!(next.id_number(), Some(10));
     assert_eq!(next.kind(), "new_thread");
 
-    let conn = outside_connection(&path);
+    let conn = sqlite_connection(&path);
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
