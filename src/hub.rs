@@ -142,6 +142,8 @@ pub struct Hub {
     open: AtomicUsize,
     /// The online count last announced to streams (see `announce_presence`).
     announced: AtomicUsize,
+    /// Streams open on the other nodes, as last heard (`presence.rs`).
+    elsewhere: AtomicUsize,
     presence: Beat,
     pings: Beat,
     closed: AtomicBool,
@@ -161,6 +163,7 @@ impl Hub {
             changes: Signal::default(),
             open: AtomicUsize::new(0),
             announced: AtomicUsize::new(0),
+            elsewhere: AtomicUsize::new(0),
             presence: Beat::new(),
             pings: Beat::new(),
             closed: AtomicBool::new(false),
@@ -242,17 +245,24 @@ impl Hub {
         })
     }
 
-    /// Open streams right now.
+    /// Open streams on this node right now.
     pub fn connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Tells streams the online count if it changed since last time. Called
-    /// on a timer rather than on every open and close, so a thousand
-    /// clients arriving at once cause one `presence` message each, not a
-    /// thousand.
-    pub fn announce_presence(&self) {
-        let now = self.connections();
+    /// Open streams on every node: this one's now, the others' as last
+    /// heard.
+    pub fn online(&self) -> usize {
+        self.connections() + self.elsewhere.load(Ordering::Relaxed)
+    }
+
+    /// Tells streams the online count, with `elsewhere` streams open on
+    /// other nodes, if it changed since last time. Called on a timer rather
+    /// than on every open and close, so a thousand clients arriving at once
+    /// cause one `presence` message each, not a thousand.
+    pub fn announce_presence(&self, elsewhere: usize) {
+        self.elsewhere.store(elsewhere, Ordering::Relaxed);
+        let now = self.online();
         if self.announced.swap(now, Ordering::Relaxed) != now {
             self.presence.set(wire::presence(now));
             self.changes.notify();
@@ -407,7 +417,7 @@ mod tests {
         let mut subscription = hub.changes().subscribe();
         let mut seen = hub.presence().generation();
         let _guard = hub.open_stream("127.0.0.1".parse().unwrap()).unwrap();
-        hub.announce_presence();
+        hub.announce_presence(0);
         assert!(changed(&hub, &mut subscription));
         let frame = hub.presence().since(&mut seen).expect("a new count");
         let text = std::str::from_utf8(&frame).unwrap();
@@ -416,9 +426,13 @@ mod tests {
             "{text}"
         );
         assert_eq!(hub.presence().since(&mut seen), None, "sent once");
-        hub.announce_presence();
+        hub.announce_presence(0);
         assert!(!changed(&hub, &mut subscription), "the same count is quiet");
         assert_eq!(hub.presence().since(&mut seen), None);
+        hub.announce_presence(4);
+        let frame = hub.presence().since(&mut seen).expect("other nodes count");
+        assert!(frame.starts_with(br#"data: {"type":"presence","data":{"online":5},"#));
+        assert_eq!(hub.online(), 5);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - `hub`: the in-memory tail of the outbox that streams read, the count
 //!   of open streams, and the frames they share.
 //! - `signal`: the one change signal every stream waits on.
+//! - `presence`: the online count across every node.
 //! - `sse`: one stream: replay, live events, pings, resync.
 //! - `wire`: every byte a stream sends, built once.
 //! - `web`: the embedded page and its client library.
@@ -35,6 +36,7 @@ pub mod fixtures;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod presence;
 pub mod server;
 pub mod signal;
 pub mod sse;
@@ -54,7 +56,7 @@ use auth::Hasher;
 pub use config::{Config, Flags};
 use db::Db;
 use hub::Hub;
-use limits::{Limits, RateLimiter};
+use limits::{Limiter, Limits};
 use metrics::Metrics;
 
 /// What every request handler can reach. Cloned by every filter a request
@@ -69,6 +71,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub hasher: Hasher,
+    /// This node's name among those sharing the database.
+    pub node: String,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -123,8 +127,8 @@ impl App {
         ));
         hub.publish(recent.into_iter().map(hub::Event::from_row).collect());
         let limits = Limits {
-            writes: RateLimiter::new(config.write_rate, config.write_burst),
-            sign_ins: RateLimiter::new(config.sign_in_rate, config.sign_in_burst),
+            writes: Limiter::new(&db, "writes", config.write_rate, config.write_burst),
+            sign_ins: Limiter::new(&db, "sign-ins", config.sign_in_rate, config.sign_in_burst),
         };
         Ok(App {
             listener,
@@ -135,6 +139,7 @@ impl App {
                 metrics,
                 limits,
                 hasher: Hasher::default(),
+                node: uuid::Uuid::now_v7().to_string(),
                 shutdown: shutdown_rx,
             })),
             shutdown,
@@ -173,10 +178,12 @@ impl App {
                 state.config.poll_interval,
                 state.shutdown.clone(),
             )),
-            tokio::spawn(every(PRESENCE_INTERVAL, state.shutdown.clone(), {
-                let hub = state.hub.clone();
-                move || hub.announce_presence()
-            })),
+            tokio::spawn(presence::run(
+                state.db.clone(),
+                state.hub.clone(),
+                state.node.clone(),
+                state.shutdown.clone(),
+            )),
             tokio::spawn(every(state.config.ping_interval, state.shutdown.clone(), {
                 let hub = state.hub.clone();
                 move || hub.ping()
@@ -208,11 +215,8 @@ impl App {
     }
 }
 
-const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Runs `action` every `period`, the first time one period from now, until
-/// shutdown: the online count's announcements and the pings, one timer
-/// each for all streams.
+/// shutdown: the pings, one timer for all streams.
 async fn every(period: Duration, mut shutdown: watch::Receiver<bool>, action: impl Fn()) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -226,8 +230,9 @@ async fn every(period: Duration, mut shutdown: watch::Receiver<bool>, action: im
 
 /// Deletes outbox events older than `retention` or beyond the newest
 /// `keep`, a small batch per write so no writer waits long. Ids are never
-/// reused (AUTOINCREMENT); a client resuming from a pruned position is told
-/// to resync.
+/// reused; a client resuming from a pruned position is told to resync.
+/// Shared rate-limit buckets idle for a day go too (they are full again
+/// long before that at any sensible rate).
 async fn prune_outbox(db: Db, retention: Duration, keep: u64, mut shutdown: watch::Receiver<bool>) {
     const BATCH: usize = 1000;
     let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -250,6 +255,10 @@ async fn prune_outbox(db: Db, retention: Duration, keep: u64, mut shutdown: watc
                     break;
                 }
             }
+        }
+        let idle = chrono::Utc::now() - chrono::Duration::days(1);
+        if let Err(error) = db.forget_idle_limits(idle).await {
+            tracing::warn!(%error, "forgetting idle rate-limit buckets failed");
         }
     }
 }

@@ -1,11 +1,15 @@
 //! Rate limits: token buckets keyed by user (writes) or by client address
-//! (registration and login, so password guessing is slow).
+//! (registration and login, so password guessing is slow). On one node
+//! they are kept in the process; when nodes share a database (PostgreSQL)
+//! they are kept in it, so a user at the limit on one node is at it on
+//! every node.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::db::{Db, DbError};
 
 /// Buckets kept before full (idle) ones are forgotten, so a flood of
 /// distinct keys cannot grow memory without bound.
@@ -65,10 +69,69 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
+/// Why an action may not go ahead now.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The bucket is empty: try again after this long.
+    Wait(Duration),
+    /// The shared buckets could not be read.
+    Db(DbError),
+}
+
+/// One limit, in this process or in the shared database.
+pub enum Limiter {
+    Local(RateLimiter<String>),
+    Shared {
+        db: Db,
+        /// Keeps the keys of different limits apart.
+        name: &'static str,
+        per_second: f64,
+        burst: f64,
+    },
+}
+
+impl Limiter {
+    /// `None` when `per_minute` is 0: no limit. Kept in `db` when it is
+    /// shared by several nodes.
+    pub fn new(db: &Db, name: &'static str, per_minute: f64, burst: u32) -> Option<Limiter> {
+        let local = RateLimiter::new(per_minute, burst)?;
+        Some(if db.is_shared() {
+            Limiter::Shared {
+                db: db.clone(),
+                name,
+                per_second: local.per_second,
+                burst: local.burst,
+            }
+        } else {
+            Limiter::Local(local)
+        })
+    }
+
+    /// Takes one token for `key`, or says why not.
+    pub async fn check(&self, key: &str) -> Result<(), Refusal> {
+        match self {
+            Limiter::Local(limiter) => limiter.check(&key.to_string()).map_err(Refusal::Wait),
+            Limiter::Shared {
+                db,
+                name,
+                per_second,
+                burst,
+            } => match db
+                .take_token(format!("{name}:{key}"), *per_second, *burst)
+                .await
+            {
+                Ok(None) => Ok(()),
+                Ok(Some(wait)) => Err(Refusal::Wait(wait)),
+                Err(error) => Err(Refusal::Db(error)),
+            },
+        }
+    }
+}
+
 /// The server's limits, each off when its rate is 0.
 pub struct Limits {
-    pub writes: Option<RateLimiter<String>>,
-    pub sign_ins: Option<RateLimiter<IpAddr>>,
+    pub writes: Option<Limiter>,
+    pub sign_ins: Option<Limiter>,
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ pub async fn open(
         connection,
         last_event_id: cursor,
         ping_interval: streams.ping_interval,
-        online: streams.hub.connections(),
+        online: streams.hub.online(),
         resync,
     });
     streams.metrics.streams_opened.add(1);

@@ -169,14 +169,19 @@ fn me(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + C
 fn sign_in_allowed(state: &State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     let state = state.clone();
     client_ip(&state)
-        .and_then(move |address| {
-            let result = match &state.limits.sign_ins {
-                Some(limiter) => limiter.check(&address).map_err(|wait| {
-                    warp::reject::custom(ApiError::too_many_requests("sign-in attempts", wait))
-                }),
-                None => Ok(()),
-            };
-            async move { result }
+        .and_then(move |address: std::net::IpAddr| {
+            let state = state.clone();
+            async move {
+                match &state.limits.sign_ins {
+                    Some(limiter) => limiter
+                        .check(&address.to_string())
+                        .await
+                        .map_err(|refusal| {
+                            warp::reject::custom(ApiError::limited("sign-in attempts", refusal))
+                        }),
+                    None => Ok(()),
+                }
+            }
         })
         .untuple_one()
 }

@@ -10,6 +10,7 @@ use warp::{Rejection, Reply};
 
 use crate::auth::HashingStopped;
 use crate::db::DbError;
+use crate::limits::Refusal;
 
 /// An error a client sees: a status, a stable code, and a message naming
 /// the problem; for invalid fields, the field.
@@ -85,6 +86,14 @@ impl ApiError {
                 "rate_limited",
                 format!("too many {what}; try again in {seconds} s"),
             )
+        }
+    }
+
+    /// The answer to an action a rate limit refused.
+    pub fn limited(what: &str, refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::Wait(wait) => ApiError::too_many_requests(what, wait),
+            Refusal::Db(error) => error.into(),
         }
     }
 

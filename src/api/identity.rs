@@ -98,7 +98,8 @@ pub fn author(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Re
                 if let Some(limiter) = &state.limits.writes {
                     limiter
                         .check(&user.id)
-                        .map_err(|wait| warp::reject::custom(ApiError::too_many_requests("writes", wait)))?;
+                        .await
+                        .map_err(|refusal| warp::reject::custom(ApiError::limited("writes", refusal)))?;
                 }
                 Ok(viewer)
             }

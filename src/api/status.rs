@@ -42,12 +42,12 @@ fn stats(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> 
             async move {
                 let result = state.db.outbox_range().await.map_err(ApiError::from);
                 respond(result.map(|range| {
-                    let connections = state.hub.connections();
+                    let (connections, online) = (state.hub.connections(), state.hub.online());
                     json_reply(
                         StatusCode::OK,
                         &Stats {
                             connections,
-                            online: connections,
+                            online,
                             last_event_id: state.hub.latest(),
                             outbox: OutboxRange {
                                 earliest_id: range.earliest,

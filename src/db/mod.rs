@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 
 use crate::config::Database;
 use crate::fixtures::DataSet;
@@ -220,6 +220,58 @@ impl Db {
         match &self.backend {
             Backend::Sqlite(store) => store.written(),
             Backend::Postgres(store) => store.written(),
+        }
+    }
+
+    /// Messages that are not stored (presence, typing) sent by every node
+    /// sharing this database, this one included, as they are published.
+    pub fn ephemeral_messages(&self) -> broadcast::Receiver<Arc<str>> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.ephemeral_messages(),
+            Backend::Postgres(store) => store.ephemeral_messages(),
+        }
+    }
+
+    /// Sends `message` to every node sharing this database (on PostgreSQL
+    /// over NOTIFY; SQLite has one node, this one). Never stored.
+    pub async fn publish_ephemeral(&self, message: String) -> DbResult<()> {
+        on_backend!(self, store => store.publish_ephemeral(message))
+    }
+
+    /// Whether several nodes may share this database (PostgreSQL), so what
+    /// must hold across them (rate limits) is kept in it.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Takes one token of `key`'s bucket (`burst` at once, refilled at
+    /// `per_second`), kept in the database so every node sees the same;
+    /// `Some(wait)` when it is empty.
+    pub async fn take_token(
+        &self,
+        key: String,
+        per_second: f64,
+        burst: f64,
+    ) -> DbResult<Option<Duration>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(DbError::Other(
+                "rate limits are kept in the process on SQLite".into(),
+            )),
+            Backend::Postgres(store) => {
+                self.observed(store.take_token(key, per_second, burst).await)
+            }
+        }
+    }
+
+    /// Forgets shared rate-limit buckets untouched since `cutoff`, so the
+    /// table does not grow with every address ever seen; a no-op where the
+    /// buckets live in the process.
+    pub async fn forget_idle_limits(&self, cutoff: DateTime<Utc>) -> DbResult<u64> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(0),
+            Backend::Postgres(store) => {
+                self.observed(store.forget_idle_limits(timestamp(cutoff)).await)
+            }
         }
     }
 

@@ -246,7 +246,7 @@ async fn a_lost_listen_connection_is_reopened_and_nothing_is_missed() {
     let killed: i64 = killer
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE datname = current_database() AND query = 'LISTEN stoa_outbox'",
+             WHERE datname = current_database() AND query LIKE 'LISTEN %'",
             &[],
         )
         .await
@@ -484,4 +484,133 @@ async fn the_database_stopped_under_load_loses_nothing_acknowledged() {
         }
         assert_eq!(got, ids, "a stream differs from the outbox");
     }
+}
+
+/// A second node on the same database as `app`, in this process.
+async fn second_node(app: &TestApp, adjust: impl FnOnce(&mut stoa::Config)) -> TestApp {
+    let db = app.config.db.clone();
+    spawn_app_with(|config| {
+        config.db = db;
+        adjust(config);
+    })
+    .await
+}
+
+/// Sessions live in the database: a sign-in on one node works on another
+/// at once, and signing out on one ends the session on every node at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_begun_or_ended_on_one_node_is_so_on_every_node() {
+    let a = spawn_app_with(|_| {}).await;
+    let b = second_node(&a, |_| {}).await;
+    a.register("alice").await;
+    let session = a.login("alice").await;
+    assert_eq!(b.me(&session).await["username"], "alice");
+    b.create_thread(&session, "from b", "c").await;
+    a.logout(&session).await;
+    let after = b.try_me(Some(&session)).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.text);
+    let write = b.try_create_thread(&session, "too late", "c").await;
+    assert_eq!(write.status, StatusCode::UNAUTHORIZED, "{}", write.text);
+}
+
+/// The write limit holds across nodes: a user who used their burst on one
+/// node is refused on the other, and so is an address's sign-in burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_nodes() {
+    let limited = |config: &mut stoa::Config| {
+        config.write_rate = 1.0;
+        config.write_burst = 3;
+        config.sign_in_rate = 1.0;
+        config.sign_in_burst = 4;
+    };
+    let a = spawn_app_with(limited).await;
+    let b = second_node(&a, limited).await;
+    let alice = a.register("alice").await;
+    for n in 0..3 {
+        a.create_thread(&alice, &format!("t{n}"), "c").await;
+    }
+    let refused = b.try_create_thread(&alice, "one more", "c").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.text
+    );
+    assert!(refused.header("retry-after").is_some());
+    // Sign-ins: alice's registration took one of the address's four.
+    a.login("alice").await;
+    b.login("alice").await;
+    b.login("alice").await;
+    let refused = a.try_login("alice", crate::helpers::PASSWORD).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.text
+    );
+}
+
+/// `online` counts the streams of every node, and a node that dies stops
+/// counting within a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_counts_every_node_and_forgets_a_dead_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let (_a, a, _) = start_binary_with(&db, &[]).await;
+    let (mut b_node, b, _) = start_binary_with(&db, &[]).await;
+    let mut streams = Vec::new();
+    for (addr, count) in [(a, 2), (b, 3)] {
+        for _ in 0..count {
+            streams.push(SseStream::connect(addr, paths::EVENTS, &[]).await);
+        }
+    }
+    let client = reqwest::Client::new();
+    let online = |addr: std::net::SocketAddr| {
+        let client = client.clone();
+        async move {
+            let stats: serde_json::Value = client
+                .get(format!("http://{addr}{}", paths::STATS))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (
+                stats["online"].as_u64().unwrap(),
+                stats["connections"].as_u64().unwrap(),
+            )
+        }
+    };
+    let until = |addr, wanted: u64| {
+        let online = &online;
+        async move {
+            for _ in 0..100 {
+                if online(addr).await.0 == wanted {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!(
+                "online never became {wanted} at {addr}: {:?}",
+                online(addr).await
+            );
+        }
+    };
+    until(a, 5).await;
+    until(b, 5).await;
+    assert_eq!(online(a).await.1, 2, "connections stay per node");
+    // A stream on A hears the cluster's count too.
+    let mut watcher = SseStream::connect(a, paths::EVENTS, &[]).await;
+    until(a, 6).await;
+    b_node.start_kill().unwrap();
+    b_node.wait().await.unwrap();
+    until(a, 3).await;
+    let mut last = None;
+    while let Some(message) = watcher.next_within(Duration::from_secs(2)).await {
+        if message.kind() == "presence" {
+            last = Some(message.json()["data"]["online"].clone());
+        }
+    }
+    assert_eq!(last, Some(serde_json::json!(3)));
 }

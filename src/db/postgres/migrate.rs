@@ -7,7 +7,13 @@ use deadpool_postgres::Object;
 use crate::db::{DbError, DbResult};
 
 /// Every migration, in order: version `n` is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[(&str, &str)] = &[("initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("initial", include_str!("migrations/0001_initial.sql")),
+    (
+        "shared rate limits",
+        include_str!("migrations/0002_shared_rate_limits.sql"),
+    ),
+];
 
 /// The schema version this binary brings a database to.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

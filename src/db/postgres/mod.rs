@@ -25,7 +25,7 @@ use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Transaction,
 };
 use futures_util::future::BoxFuture;
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls};
@@ -82,6 +82,10 @@ fn json(text: String) -> DbResult<Json> {
 
 /// The NOTIFY channel the outbox trigger signals after each commit.
 pub const CHANNEL: &str = "stoa_outbox";
+/// The NOTIFY channel of messages that are not stored (presence, typing).
+pub const EPHEMERAL_CHANNEL: &str = "stoa_ephemeral";
+/// Ephemeral messages a slow listener may fall behind by.
+const EPHEMERAL_BACKLOG: usize = 1024;
 
 impl From<tokio_postgres::Error> for DbError {
     fn from(error: tokio_postgres::Error) -> DbError {
@@ -164,6 +168,7 @@ pub struct Store {
     reads: Pool,
     writer: writer::Writer,
     written: Arc<Notify>,
+    ephemeral: broadcast::Sender<Arc<str>>,
     busy_timeout: Duration,
 }
 
@@ -185,6 +190,7 @@ impl Store {
             reads,
             writer: writer::Writer::start(writes, written.clone()),
             written,
+            ephemeral: broadcast::channel(EPHEMERAL_BACKLOG).0,
             busy_timeout,
         })
     }
@@ -198,7 +204,49 @@ impl Store {
             self.config.clone(),
             pool((*self.config).clone(), 1, self.busy_timeout)?,
             self.written.clone(),
+            self.ephemeral.clone(),
         ))
+    }
+
+    pub fn ephemeral_messages(&self) -> broadcast::Receiver<Arc<str>> {
+        self.ephemeral.subscribe()
+    }
+
+    /// NOTIFY, heard by every node's LISTEN connection (this one's too).
+    pub async fn publish_ephemeral(&self, message: String) -> DbResult<()> {
+        execute(
+            &self.conn().await?,
+            "SELECT pg_notify($1, $2)",
+            &[&EPHEMERAL_CHANNEL, &message],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn take_token(
+        &self,
+        key: String,
+        per_second: f64,
+        burst: f64,
+    ) -> DbResult<Option<Duration>> {
+        let row = one(
+            &self.conn().await?,
+            "SELECT stoa_take_token($1, $2, $3)",
+            &[&key, &per_second, &burst],
+        )
+        .await?;
+        let wait: f64 = row.get(0);
+        Ok((wait > 0.0).then(|| Duration::from_secs_f64(wait)))
+    }
+
+    /// Forgets rate-limit buckets idle since `cutoff` (full again by then).
+    pub async fn forget_idle_limits(&self, cutoff: String) -> DbResult<u64> {
+        execute(
+            &self.conn().await?,
+            "DELETE FROM rate_limits WHERE updated_at < $1::text::timestamptz",
+            &[&cutoff],
+        )
+        .await
     }
 
     /// Runs `f` in one read-only, repeatable-read transaction, so

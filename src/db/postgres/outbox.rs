@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{execute, one, rows, CHANNEL};
+use super::{execute, one, rows, CHANNEL, EPHEMERAL_CHANNEL};
 use crate::db::{DbResult, Range, Row};
 
 /// The columns of a [`Row`], as the queries below select them.
@@ -96,10 +96,11 @@ impl TailReader {
         config: Arc<tokio_postgres::Config>,
         reads: Pool,
         wake: Arc<Notify>,
+        ephemeral: broadcast::Sender<Arc<str>>,
     ) -> TailReader {
         TailReader {
             reads,
-            listener: tokio::spawn(listen(config, wake)),
+            listener: tokio::spawn(listen(config, wake, ephemeral)),
         }
     }
 
@@ -117,19 +118,29 @@ impl Drop for TailReader {
 
 /// Holds a `LISTEN` connection for as long as the node runs, reconnecting
 /// when it is lost. Losing it is logged once, and so is getting it back;
-/// after each (re)connection the tailer is woken to catch up by id.
-async fn listen(config: Arc<tokio_postgres::Config>, wake: Arc<Notify>) {
+/// after each (re)connection the tailer is woken to catch up by id. The
+/// same connection hears the nodes' ephemeral messages and passes them on.
+async fn listen(
+    config: Arc<tokio_postgres::Config>,
+    wake: Arc<Notify>,
+    ephemeral: broadcast::Sender<Arc<str>>,
+) {
     const RETRY: Duration = Duration::from_millis(250);
     let mut lost = false;
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
-                let notified = wake.clone();
+                let (notified, heard) = (wake.clone(), ephemeral.clone());
                 let driver = tokio::spawn(async move {
                     while let Some(message) =
                         std::future::poll_fn(|cx| connection.poll_message(cx)).await
                     {
                         match message {
+                            Ok(AsyncMessage::Notification(note))
+                                if note.channel() == EPHEMERAL_CHANNEL =>
+                            {
+                                let _ = heard.send(note.payload().into());
+                            }
                             Ok(AsyncMessage::Notification(_)) => notified.notify_one(),
                             Ok(_) => {}
                             Err(error) => return Some(error),
@@ -137,7 +148,8 @@ async fn listen(config: Arc<tokio_postgres::Config>, wake: Arc<Notify>) {
                     }
                     None
                 });
-                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                let listening = format!("LISTEN {CHANNEL}; LISTEN {EPHEMERAL_CHANNEL}");
+                match client.batch_execute(&listening).await {
                     Ok(()) => {
                         if lost {
                             tracing::info!("the LISTEN connection is back; catching up by id");

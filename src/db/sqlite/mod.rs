@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio_rusqlite::rusqlite::{self, Connection, ErrorCode};
 
 use super::{
@@ -28,6 +28,8 @@ use super::{
 use crate::fixtures::DataSet;
 
 const READERS: usize = 3;
+/// Ephemeral messages a slow listener may fall behind by.
+const EPHEMERAL_BACKLOG: usize = 1024;
 /// Prepared statements kept per connection: more than stoa has.
 const STATEMENT_CACHE: usize = 64;
 
@@ -114,6 +116,7 @@ pub struct Store {
     readers: Arc<[tokio_rusqlite::Connection]>,
     next_reader: Arc<AtomicUsize>,
     written: Arc<Notify>,
+    ephemeral: broadcast::Sender<Arc<str>>,
 }
 
 impl Store {
@@ -135,11 +138,22 @@ impl Store {
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
             written,
+            ephemeral: broadcast::channel(EPHEMERAL_BACKLOG).0,
         })
     }
 
     pub fn written(&self) -> Arc<Notify> {
         self.written.clone()
+    }
+
+    pub fn ephemeral_messages(&self) -> broadcast::Receiver<Arc<str>> {
+        self.ephemeral.subscribe()
+    }
+
+    /// One node: the message goes to this node's own listeners.
+    pub async fn publish_ephemeral(&self, message: String) -> DbResult<()> {
+        let _ = self.ephemeral.send(message.into());
+        Ok(())
     }
 
     pub async fn tail_reader(&self) -> DbResult<outbox::TailReader> {
