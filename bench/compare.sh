@@ -15,7 +15,7 @@ PRESETS=("$@")
 need_nchan
 build
 for round in $(seq 1 "$ROUNDS"); do
-    LABEL=round$round
+    LABEL=round$round${STOA_PG:+-postgres}
     for preset in "${PRESETS[@]}"; do
         if [ $((round % 2)) -eq 1 ]; then order=(stoa nchan); else order=(nchan stoa); fi
         for target in "${order[@]}"; do

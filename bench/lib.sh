@@ -26,10 +26,31 @@ wait_port() { # port
     return 1
 }
 
-# start_stoa [extra stoa flags]: a fresh database unless KEEP_DB=1.
+# STOA_PG: a PostgreSQL server's URL, ending in a database name
+# (postgres://postgres@127.0.0.1:55433/postgres). When it is set, stoa runs
+# on a database of its own there, $PG_DB, instead of $WORK/stoa.db.
+PG_DB=${PG_DB:-stoa_bench}
+
+backend() { if [ -n "${STOA_PG:-}" ]; then echo postgres; else echo sqlite; fi; }
+
+pg() { # url [psql args]: psql quietly, stopping at the first error
+    PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"
+}
+
+# start_stoa [extra stoa flags]: a fresh database unless KEEP_DB=1 (on
+# PostgreSQL: $PG_DB dropped and created again). Sets STOA_DB, the file or
+# URL given to --db.
 start_stoa() {
-    STOA_DB=$WORK/stoa.db
-    if [ "${KEEP_DB:-0}" != 1 ]; then rm -f "$STOA_DB" "$STOA_DB-wal" "$STOA_DB-shm"; fi
+    if [ -n "${STOA_PG:-}" ]; then
+        STOA_DB=${STOA_PG%/*}/$PG_DB
+        if [ "${KEEP_DB:-0}" != 1 ]; then
+            pg "$STOA_PG" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" \
+                -c "CREATE DATABASE $PG_DB" >/dev/null || return 1
+        fi
+    else
+        STOA_DB=$WORK/stoa.db
+        if [ "${KEEP_DB:-0}" != 1 ]; then rm -f "$STOA_DB" "$STOA_DB-wal" "$STOA_DB-shm"; fi
+    fi
     local extra=()
     # A per-user write limit, where the server has one, would throttle the
     # writers: turn it off for the benchmark.
@@ -75,6 +96,59 @@ stop_nchan() {
         wait "$NCHAN_PID" 2>/dev/null
         NCHAN_PID=
     fi
+}
+
+# fill_outbox ROWS: a fresh database whose outbox holds ROWS new_thread
+# events (markers 0..ROWS-1, ids 1..ROWS) for the replay preset, written
+# straight into the outbox while no server runs. The server makes the
+# database first (its migrations build the schema).
+fill_outbox() {
+    KEEP_DB=0 start_stoa && stop_stoa || return 1
+    if [ -n "${STOA_PG:-}" ]; then
+        # Ids come from outbox_counter (stoa_append), so it is set to the
+        # last one. VACUUM and CHECKPOINT settle the new rows (hint bits,
+        # visibility map, dirty pages on disk) before the server starts, as
+        # the sqlite3 shell checkpoints its WAL when it closes the file.
+        pg "$STOA_DB" -c "BEGIN;
+          INSERT INTO outbox (id, type, thread_id, payload)
+          SELECT x + 1, 'new_thread', 'replay-thread', json_build_object(
+              'id', 'replay-' || x, 'title', 'bench ' || x,
+              'content', '#B' || x || ':0# ' || repeat('0', 200),
+              'author', json_build_object('id', 'replay-user', 'username', 'replay'),
+              'likeCount', 0, 'commentCount', 0, 'likedByMe', false)
+          FROM generate_series(0, $1 - 1) AS x;
+          UPDATE outbox_counter SET last = $1;
+          COMMIT;" -c "VACUUM (FREEZE, ANALYZE) outbox" -c "CHECKPOINT" >/dev/null
+    else
+        sqlite3 "$STOA_DB" "PRAGMA journal_mode=WAL;
+          WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x < $1 - 1)
+          INSERT INTO outbox (type, thread_id, payload)
+          SELECT 'new_thread', 'replay-thread', json_object(
+              'id', 'replay-' || x, 'title', 'bench ' || x,
+              'content', '#B' || x || ':0# ' || substr(hex(zeroblob(100)), 1, 200),
+              'author', json_object('id', 'replay-user', 'username', 'replay'),
+              'likeCount', 0, 'commentCount', 0, 'likedByMe', json('false'))
+          FROM s;" >/dev/null
+    fi
+}
+
+# pg_postmaster: the process id of STOA_PG's server (this machine only).
+pg_postmaster() {
+    local data
+    data=$(psql -X -At "$STOA_PG" -c "SHOW data_directory") && head -n1 "$data/postmaster.pid"
+}
+
+# pg_cpu POSTMASTER_PID: CPU seconds (user + system) of that PostgreSQL
+# server so far: the postmaster, its live children, and the children it has
+# reaped (cutime + cstime), so a backend that exits between two readings is
+# still counted once.
+pg_cpu() {
+    {
+        sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 + $14 + $15 }'
+        for child in $(pgrep -P "$1"); do
+            sed 's/^.*) //' "/proc/$child/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+        done
+    } | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%.3f\n", s / hz }'
 }
 
 cleanup() { stop_stoa; stop_nchan; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The standard set: the stoa-vs-Nchan presets (compare.sh), then the
 # stoa-only ones (replay, external), ROUNDS times each; writes the markdown
-# table to stdout and to $WORK/results.md.
+# table to stdout and to $WORK/results.md. With STOA_PG set (lib.sh), stoa
+# runs on PostgreSQL.
 #
 #   bench/run-all.sh                  (about 40 minutes on a 2-core box)
 #   ROUNDS=1 bench/run-all.sh latency  (the named comparison presets only)
@@ -15,26 +16,11 @@ export SKIP_BUILD=1
 bash "$BENCH_DIR/compare.sh" "$@" >/dev/null
 
 # replay: 1,000,000 events written straight into the outbox before the
-# server starts; one client resumes from 0. The server makes the file (its
-# migrations build the schema), then the rows go in with the sqlite3 shell.
-fill_outbox() { # db rows
-    rm -f "$1" "$1-wal" "$1-shm"
-    start_stoa && stop_stoa
-    sqlite3 "$1" "PRAGMA journal_mode=WAL;
-      WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x < $2 - 1)
-      INSERT INTO outbox (type, thread_id, payload)
-      SELECT 'new_thread', 'replay-thread', json_object(
-          'id', 'replay-' || x, 'title', 'bench ' || x,
-          'content', '#B' || x || ':0# ' || substr(hex(zeroblob(100)), 1, 200),
-          'author', json_object('id', 'replay-user', 'username', 'replay'),
-          'likeCount', 0, 'commentCount', 0, 'likedByMe', json('false'))
-      FROM s;" >/dev/null
-}
-
+# server starts (fill_outbox, lib.sh); one client resumes from 0.
 for round in $(seq 1 "$ROUNDS"); do
-    LABEL=round$round
-    log "round $round: replay on stoa"
-    fill_outbox "$WORK/stoa.db" 1000000
+    LABEL=round$round${STOA_PG:+-postgres}
+    log "round $round: replay on stoa ($(backend))"
+    fill_outbox 1000000
     KEEP_DB=1 start_stoa
     "$BENCH_BIN" replay --target stoa --base "http://127.0.0.1:$STOA_PORT" --pid "$STOA_PID" \
         --out "$OUT" --label "$LABEL" >/dev/null || log "replay failed"
@@ -43,7 +29,7 @@ for round in $(seq 1 "$ROUNDS"); do
     # the clients of a restarted server coming back: 1,000 events stored,
     # 2,000 streams resume from 0 at once.
     log "round $round: 2,000 clients resume after a restart"
-    fill_outbox "$WORK/stoa.db" 1000
+    fill_outbox 1000
     KEEP_DB=1 start_stoa
     "$BENCH_BIN" replay --name replay-2000-clients --streams 2000 --resume-from 0 --expect 1000 \
         --target stoa --base "http://127.0.0.1:$STOA_PORT" --pid "$STOA_PID" \
