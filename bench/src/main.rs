@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 
 use http::{connect_from, Conn, Url};
@@ -44,7 +44,8 @@ enum Publish {
     Stoa,
     /// POST the body to the publish URL (Nchan and the like).
     Post,
-    /// Insert threads with the `sqlite3` shell into `--db` (stoa only).
+    /// Insert threads with the `sqlite3` shell into `--db` (stoa only), or
+    /// with `psql` when `--db` is a postgres:// URL.
     Sqlite,
     /// Publish nothing (idle, replay).
     None,
@@ -103,7 +104,7 @@ struct Args {
     resume_from: Option<u64>,
     #[arg(long)]
     expect: Option<u64>,
-    /// The database file, for `--publish sqlite`.
+    /// The database file, or a postgres:// URL, for `--publish sqlite`.
     #[arg(long)]
     db: Option<PathBuf>,
 
@@ -861,9 +862,10 @@ async fn next_due(
     Some(seq)
 }
 
-/// Writes through the `sqlite3` shell, one long-lived process fed on its
-/// standard input, as an administrator or a script would. The latency is
-/// from handing the statement to the shell.
+/// Writes through the `sqlite3` shell (`psql` for a postgres:// URL), one
+/// long-lived process fed on its standard input, as an administrator or a
+/// script would. The latency is from handing the statement to the shell,
+/// once the shell is ready (psql takes tens of milliseconds to connect).
 #[allow(clippy::too_many_arguments)]
 async fn sqlite_writer(
     db: PathBuf,
@@ -877,21 +879,37 @@ async fn sqlite_writer(
     nonce: u64,
 ) {
     let step = &shared.steps[index];
-    let mut child = match tokio::process::Command::new("sqlite3")
-        .arg(&db)
+    let url = db.to_str().filter(|db| is_postgres(db));
+    let shell = if url.is_some() { "psql" } else { "sqlite3" };
+    let mut command = tokio::process::Command::new(shell);
+    match url {
+        // No ~/.psqlrc, no notices on stdout; autocommit, as sqlite3.
+        Some(url) => command.args(["-X", "-q", url]),
+        None => command.arg(&db),
+    };
+    let mut child = match command
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
     {
         Ok(child) => child,
         Err(error) => {
-            eprintln!("sqlite3: {error}");
+            eprintln!("{shell}: {error}");
             return;
         }
     };
     let mut stdin = child.stdin.take().expect("piped");
-    let _ = stdin.write_all(b".timeout 5000\n").await;
+    let ready: &[u8] = match url {
+        Some(_) => b"\\echo ready\n",
+        None => b".timeout 5000\n.print ready\n",
+    };
+    let _ = stdin.write_all(ready).await;
+    // Wait for the shell's "ready", then keep its output drained.
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut line)).await;
+    tokio::spawn(async move { tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await });
     let padding = "x".repeat(pad);
     while let Some(seq) = next_due(&next, step, rate, start).await {
         let sent = unix_us();
@@ -907,6 +925,10 @@ async fn sqlite_writer(
     }
     drop(stdin);
     let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+}
+
+fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
 /// One stream: connect from `source`, read the head, then parse events
@@ -1066,5 +1088,20 @@ impl StreamState {
             shared.messages.fetch_add(messages, Ordering::Relaxed);
         }
         open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_postgres;
+
+    #[test]
+    fn a_postgres_url_is_told_from_a_database_file() {
+        assert!(is_postgres(
+            "postgres://postgres@127.0.0.1:55433/stoa_bench"
+        ));
+        assert!(is_postgres("postgresql://u:p@localhost/db"));
+        assert!(!is_postgres("/tmp/stoa-bench/stoa.db"));
+        assert!(!is_postgres("postgres.db"));
     }
 }
