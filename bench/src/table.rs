@@ -17,6 +17,10 @@ fn metrics(preset: &str) -> &'static [(&'static str, &'static str)] {
             ("p999_ms", "latency p99.9 (ms)"),
             ("all_streams_p99_ms", "event reaches all streams, p99 (ms)"),
             ("cpu_us_per_delivery", "server CPU per delivery (µs)"),
+            (
+                "db_cpu_us_per_event",
+                "PostgreSQL CPU per event written (µs)",
+            ),
             ("lost", "lost"),
             ("dups", "duplicated"),
             ("connected", "streams connected"),
@@ -48,6 +52,10 @@ fn metrics(preset: &str) -> &'static [(&'static str, &'static str)] {
             ("p50_ms", "delivery latency p50 (ms)"),
             ("p99_ms", "delivery latency p99 (ms)"),
             ("cpu_us_per_delivery", "server CPU per event delivered (µs)"),
+            (
+                "db_cpu_us_per_event",
+                "PostgreSQL CPU per event written (µs)",
+            ),
             ("lost", "lost"),
             ("publish_errors", "publish errors"),
         ],
@@ -59,6 +67,7 @@ fn metrics(preset: &str) -> &'static [(&'static str, &'static str)] {
             ("rss_before_kib", "server RSS before (KiB)"),
             ("hwm_kib", "server peak RSS (KiB)"),
             ("cpu_us_per_delivery", "server CPU per event (µs)"),
+            ("db_cpu_s", "PostgreSQL CPU, whole run (s)"),
         ],
         "stalled" => &[
             ("p50_ms", "others' latency p50 (ms)"),
