@@ -1,11 +1,17 @@
-//! Tells the integration suite whether a PostgreSQL server was named for
-//! it (`STOA_TEST_POSTGRES`), so the PostgreSQL-only tests are compiled in,
-//! or reported as not run, never as passed.
+//! Tells the integration suite whether a PostgreSQL server
+//! (`STOA_TEST_POSTGRES`) or a running cluster (`STOA_TEST_CLUSTER`) was
+//! named for it, so the tests that need one are compiled in, or reported
+//! as not run, never as passed.
 
 fn main() {
-    println!("cargo::rerun-if-env-changed=STOA_TEST_POSTGRES");
-    println!("cargo::rustc-check-cfg=cfg(stoa_test_postgres)");
-    if std::env::var("STOA_TEST_POSTGRES").is_ok_and(|url| !url.is_empty()) {
-        println!("cargo::rustc-cfg=stoa_test_postgres");
+    for (variable, cfg) in [
+        ("STOA_TEST_POSTGRES", "stoa_test_postgres"),
+        ("STOA_TEST_CLUSTER", "stoa_test_cluster"),
+    ] {
+        println!("cargo::rerun-if-env-changed={variable}");
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        if std::env::var(variable).is_ok_and(|value| !value.is_empty()) {
+            println!("cargo::rustc-cfg={cfg}");
+        }
     }
 }

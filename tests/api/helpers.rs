@@ -197,6 +197,20 @@ async fn start(config: Config, dir: Arc<tempfile::TempDir>) -> TestApp {
 }
 
 impl TestApp {
+    /// A server this test did not start (a cluster's node, or nginx in
+    /// front of them) on `db`: every endpoint method works the same.
+    #[cfg_attr(not(stoa_test_cluster), allow(dead_code))]
+    pub fn remote(addr: SocketAddr, db: Database) -> TestApp {
+        TestApp {
+            addr,
+            config: Config::for_db(db),
+            client: reqwest::Client::new(),
+            dir: Arc::new(tempfile::tempdir().expect("temp dir")),
+            stop: None,
+            server: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

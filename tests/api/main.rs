@@ -33,6 +33,17 @@ mod properties;
 #[cfg(stoa_test_postgres)]
 mod postgres;
 
+// Several nodes behind nginx (scripts/cluster.sh): the same order on every
+// node, nodes killed and restarted, a rolling upgrade.
+#[cfg(stoa_test_cluster)]
+mod cluster;
+
+#[cfg(not(stoa_test_cluster))]
+#[test]
+#[ignore = "the cluster suite did not run: start one with scripts/cluster.sh start DIR, then \
+            STOA_TEST_CLUSTER=DIR cargo test --test api cluster:: -- --test-threads=1 (bash .ci/run does)"]
+fn cluster_suite() {}
+
 #[cfg(not(stoa_test_postgres))]
 #[test]
 #[ignore = "the PostgreSQL suite did not run: set STOA_TEST_POSTGRES=postgres://user@host:port/db \

@@ -60,6 +60,16 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// What a stream gave within a wait.
+#[cfg_attr(not(stoa_test_cluster), allow(dead_code))]
+pub enum Next {
+    Message(Message),
+    /// Nothing came.
+    Quiet,
+    /// The server ended the stream.
+    Ended,
+}
+
 enum Item {
     Retry(u64),
     Message(Message),
@@ -159,6 +169,17 @@ impl SseStream {
             .await
             .ok()
             .flatten()
+    }
+
+    /// The next message within `wait`, told apart from a quiet stream and
+    /// from one the server ended.
+    #[cfg_attr(not(stoa_test_cluster), allow(dead_code))]
+    pub async fn next_or_quiet(&mut self, wait: Duration) -> Next {
+        match tokio::time::timeout(wait, self.next_or_end()).await {
+            Ok(Some(message)) => Next::Message(message),
+            Ok(None) => Next::Ended,
+            Err(_) => Next::Quiet,
+        }
     }
 
     /// The next message; fails the test if none comes within [`READ_TIMEOUT`].

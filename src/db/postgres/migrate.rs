@@ -13,6 +13,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "shared rate limits",
         include_str!("migrations/0002_shared_rate_limits.sql"),
     ),
+    #[cfg(feature = "test-migration")]
+    ("a no-op for the rolling-restart test", "SELECT 1"),
 ];
 
 /// The schema version this binary brings a database to.

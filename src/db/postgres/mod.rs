@@ -77,7 +77,36 @@ async fn execute<C: GenericClient>(conn: &C, sql: &str, params: Params<'_>) -> D
 }
 
 fn json(text: String) -> DbResult<Json> {
-    serde_json::value::RawValue::from_string(text).map_err(|e| DbError::Other(e.to_string()))
+    serde_json::value::RawValue::from_string(compact(text))
+        .map_err(|e| DbError::Other(e.to_string()))
+}
+
+/// JSON as PostgreSQL's `json_build_object` writes it (`{"a" : 1, "b" : 2}`)
+/// without the spaces between tokens, so both backends send the same
+/// bytes. Spaces inside strings stay.
+fn compact(text: String) -> String {
+    if !text.contains(" : ") && !text.contains(", ") {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The NOTIFY channel the outbox trigger signals after each commit.
@@ -162,6 +191,19 @@ fn pool(config: tokio_postgres::Config, size: usize, busy_timeout: Duration) -> 
 }
 
 /// The PostgreSQL store: a pool for reads and the writer.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_loses_the_spaces_between_tokens_and_keeps_those_in_strings() {
+        let built = r#"{"id" : "a b", "n" : 1, "s" : "x \" : , y", "o" : {"k" : [1, 2]}}"#;
+        assert_eq!(
+            super::compact(built.to_string()),
+            r#"{"id":"a b","n":1,"s":"x \" : , y","o":{"k":[1,2]}}"#
+        );
+        assert_eq!(super::compact(r#"{"a":"b"}"#.into()), r#"{"a":"b"}"#);
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     config: Arc<tokio_postgres::Config>,

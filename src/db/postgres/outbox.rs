@@ -22,7 +22,7 @@ fn read_row(row: tokio_postgres::Row) -> Row {
         kind: row.get(1),
         thread_id: row.get(2),
         recipient_id: row.get(3),
-        payload: row.get(4),
+        payload: super::compact(row.get(4)),
         created_at: row.get(5),
     }
 }
