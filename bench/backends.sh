@@ -5,7 +5,8 @@
 # columns of the table are stoa-sqlite and stoa-postgres.
 #
 #   STOA_PG=postgres://postgres@127.0.0.1:55433/postgres bench/backends.sh [PRESET...]
-#   (default: writes latency replay external; ROUNDS, OUT, STOA_BIN as in lib.sh)
+#   (default: writes latency replay external; ROUNDS, OUT, STOA_BIN as in lib.sh;
+#   FIRST_ROUND=N starts at round N, to run or redo one round at a time)
 #
 # replay runs over 1,000,000 events put in the outbox first (fill_outbox);
 # external inserts with sqlite3 or psql into the server's database. On
@@ -54,7 +55,7 @@ run_on() { # backend preset
     return "$rc"
 }
 
-for round in $(seq 1 "$ROUNDS"); do
+for round in $(seq "${FIRST_ROUND:-1}" "$ROUNDS"); do
     for preset in "${PRESETS[@]}"; do
         if [ $((round % 2)) -eq 1 ]; then order=(sqlite postgres); else order=(postgres sqlite); fi
         for backend in "${order[@]}"; do
