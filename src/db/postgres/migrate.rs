@@ -13,6 +13,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "shared rate limits",
         include_str!("migrations/0002_shared_rate_limits.sql"),
     ),
+    (
+        "cached plans for the JSON builders",
+        include_str!("migrations/0003_cached_json_plans.sql"),
+    ),
     #[cfg(feature = "test-migration")]
     ("a no-op for the rolling-restart test", "SELECT 1"),
 ];

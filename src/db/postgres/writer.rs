@@ -16,8 +16,11 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::db::{DbError, DbResult};
 
-/// Most writes committed together.
-const MAX_BATCH: usize = 512;
+/// Most writes committed together. Each runs in a subtransaction, and
+/// PostgreSQL tracks up to 64 of a transaction's subtransactions cheaply;
+/// beyond that every snapshot taken meanwhile, on any connection, pays for
+/// the overflow.
+const MAX_BATCH: usize = 64;
 
 /// Runs one write in the transaction (or, given an error, does not run and
 /// fails with it); returns whether it succeeded and how to answer it once
@@ -94,13 +97,13 @@ async fn commit_batch(connections: &Pool, batch: Vec<Job>) -> bool {
         Ok(conn) => conn,
         Err(error) => return refuse(batch, error.into()).await,
     };
-    let mut tx = match conn.transaction().await {
+    let tx = match conn.transaction().await {
         Ok(tx) => tx,
         Err(error) => return refuse(batch, error.into()).await,
     };
     let mut answers = Vec::with_capacity(batch.len());
     for job in batch {
-        answers.push(in_savepoint(&mut tx, job).await);
+        answers.push(in_savepoint(&tx, job).await);
     }
     let commit = tx.commit().await.map_err(DbError::from);
     let committed = commit.is_ok();
@@ -120,16 +123,16 @@ async fn refuse(batch: Vec<Job>, error: DbError) -> bool {
 }
 
 /// Runs one job inside a savepoint, undoing just its changes if it fails.
-async fn in_savepoint(tx: &mut Transaction<'_>, job: Job) -> Answer {
-    let savepoint = match tx.savepoint("write").await {
-        Ok(savepoint) => savepoint,
-        Err(error) => return job(Err(error.into())).await.1,
-    };
-    let (succeeded, answer) = job(Ok(&savepoint)).await;
-    let end = if succeeded {
-        savepoint.commit().await
-    } else {
-        savepoint.rollback().await
+/// The `SAVEPOINT` is pipelined with the job's first statement, and never
+/// released (the commit releases them all), so a write costs the round
+/// trips of its own statements only.
+async fn in_savepoint(tx: &Transaction<'_>, job: Job) -> Answer {
+    let (savepoint, (succeeded, answer)) =
+        tokio::join!(tx.batch_execute("SAVEPOINT write"), job(Ok(tx)));
+    let end = match (savepoint, succeeded) {
+        (Err(error), _) => Err(error),
+        (Ok(()), true) => Ok(()),
+        (Ok(()), false) => tx.batch_execute("ROLLBACK TO SAVEPOINT write").await,
     };
     match end {
         Ok(()) => answer,
