@@ -12,7 +12,8 @@
 # Ports: nginx on $CLUSTER_PORT (default 18280), node N on CLUSTER_PORT+N,
 # PostgreSQL on CLUSTER_PORT+20. The binary is $STOA_BIN (default
 # target/debug/stoa); $STOA_NEXT_BIN, if set, is the build the rolling
-# restart test upgrades the nodes to. `start` writes DIR/cluster.env
+# restart test upgrades the nodes to; $STOA_NODE_FLAGS are added to every
+# node's flags (the benchmark raises the stream cap). `start` writes DIR/cluster.env
 # (STOA_CLUSTER_* settings the cluster tests read) and prints it. Needs nginx (Debian's
 # package; installed with apt when missing) and what scripts/pg-cluster.sh
 # needs.
@@ -42,9 +43,10 @@ wait_port() { # port
 
 start_node() { # n [bin]
     local n=$1 bin=${2:-$(cat "$dir/stoa-bin")}
+    # shellcheck disable=SC2086 # STOA_NODE_FLAGS is split into flags on purpose
     "$bin" --listen "127.0.0.1:$(node_port "$n")" --db "$(pg_url)" --behind-proxy \
         --write-rate 0 --sign-in-rate 0 --max-streams-per-ip 5000 --ping-interval 2s \
-        >>"$dir/node-$n.log" 2>&1 &
+        ${STOA_NODE_FLAGS:-} >>"$dir/node-$n.log" 2>&1 &
     echo $! >"$dir/node-$n.pid"
     wait_port "$(node_port "$n")"
 }

@@ -70,9 +70,10 @@ struct Args {
     /// http://127.0.0.1:8090).
     #[arg(long)]
     base: Option<String>,
-    /// The stream URL (overrides the target's default).
-    #[arg(long)]
-    stream_url: Option<String>,
+    /// The stream URL (overrides the target's default). Repeat it to
+    /// spread the streams over several servers, in turn (a cluster's nodes).
+    #[arg(long = "stream-url")]
+    stream_urls: Vec<String>,
     /// The publish URL for `--publish post` (overrides the target's default).
     #[arg(long)]
     publish_url: Option<String>,
@@ -141,7 +142,8 @@ struct Args {
 struct Plan {
     preset: String,
     target: Target,
-    stream: Url,
+    /// Where the streams connect, taken in turn.
+    stream: Vec<Url>,
     publish: Publish,
     publish_url: Option<Url>,
     base: Url,
@@ -178,13 +180,17 @@ fn plan(args: &Args) -> Result<Plan, String> {
     let base = Url::parse(args.base.as_deref().unwrap_or(base_default))?;
     let nonce = unix_us() % 1_000_000_007;
     let resume_from = args.resume_from.or((preset == "replay").then_some(0));
-    let stream = match (&args.stream_url, args.target) {
-        (Some(url), _) => Url::parse(url)?,
-        (None, Target::Stoa) => base.with_path(&match resume_from {
+    let stream = match (args.stream_urls.is_empty(), args.target) {
+        (false, _) => args
+            .stream_urls
+            .iter()
+            .map(|url| Url::parse(url))
+            .collect::<Result<Vec<_>, _>>()?,
+        (true, Target::Stoa) => vec![base.with_path(&match resume_from {
             Some(id) => format!("/api/community/events?lastEventId={id}"),
             None => "/api/community/events".into(),
-        }),
-        (None, Target::Nchan) => base.with_path(&format!("/sub?id=bench{nonce}")),
+        })],
+        (true, Target::Nchan) => vec![base.with_path(&format!("/sub?id=bench{nonce}"))],
     };
     let publish_url = match (&args.publish_url, args.target) {
         (Some(url), _) => Some(Url::parse(url)?),
@@ -429,11 +435,14 @@ async fn run(args: &Args, plan: Plan) -> Result<(), String> {
     });
 
     eprintln!(
-        "stoa-bench {} → {:?} {}{}: {} streams, steps {:?}, {} writers, publish {:?}",
+        "stoa-bench {} → {:?} {}: {} streams, steps {:?}, {} writers, publish {:?}",
         plan.preset,
         plan.target,
-        plan.stream.host,
-        plan.stream.path,
+        plan.stream
+            .iter()
+            .map(|url| format!("{}{}", url.host, url.path))
+            .collect::<Vec<_>>()
+            .join(" "),
         plan.streams,
         steps,
         plan.writers,
@@ -449,7 +458,7 @@ async fn run(args: &Args, plan: Plan) -> Result<(), String> {
     // Open the streams, ramped, from several source addresses.
     let (stop_tx, stop_rx) = watch::channel(false);
     let inflight = Arc::new(Semaphore::new(1024));
-    let stream_url = Arc::new(plan.stream.clone());
+    let stream_urls: Vec<Arc<Url>> = plan.stream.iter().cloned().map(Arc::new).collect();
     let mut readers = Vec::with_capacity(plan.streams);
     let ramp_start = tokio::time::Instant::now();
     for i in 0..plan.streams {
@@ -464,7 +473,7 @@ async fn run(args: &Args, plan: Plan) -> Result<(), String> {
         let stalled = i < plan.stall;
         readers.push(tokio::spawn(reader(
             shared.clone(),
-            stream_url.clone(),
+            stream_urls[i % stream_urls.len()].clone(),
             source,
             stalled,
             stop_rx.clone(),
@@ -587,7 +596,7 @@ async fn run(args: &Args, plan: Plan) -> Result<(), String> {
         if let Some(last) = results.last_mut() {
             // The server's socket (its local port is the server's) holds
             // tx_queue bytes; the stalled client's socket rx_queue bytes.
-            let server_port = plan.stream.addr.port();
+            let server_port = plan.stream[0].addr.port();
             let server_tx: u64 = stalled_queue
                 .iter()
                 .filter(|q| q.0 == server_port)
