@@ -20,7 +20,8 @@
 # db_cpu_us_per_event). Results go to $OUT; labels are stoa-1-node and
 # stoa-3-nodes.
 #
-#   bench/cluster.sh        (ROUNDS, OUT, STOA_BIN as in lib.sh; CLUSTER_PORT)
+#   bench/cluster.sh [PRESET...]   (latency cpu by default; ROUNDS, OUT,
+#                                  STOA_BIN as in lib.sh; CLUSTER_PORT)
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -69,8 +70,10 @@ run_on() { # nodes preset
            else {} end)' "$run" >>"$OUT"
 }
 
+PRESETS=("$@")
+[ ${#PRESETS[@]} -eq 0 ] && PRESETS=(latency cpu)
 for round in $(seq 1 "$ROUNDS"); do
-    for preset in latency cpu; do
+    for preset in "${PRESETS[@]}"; do
         if [ $((round % 2)) -eq 1 ]; then order=(3 1); else order=(1 3); fi
         for nodes in "${order[@]}"; do
             log "round $round: $preset on $nodes node(s)"
