@@ -50,7 +50,7 @@ pub fn routes(
         .unify()
         .or(status::routes(state.clone()))
         .unify()
-        .or(crate::web::routes())
+        .or(crate::web::routes(state.clone()))
         .unify()
         .or(preflight())
         .unify()
@@ -120,6 +120,8 @@ fn route_label(path: &str) -> &'static str {
         "/api/admin/users/:id/ban"
     } else if path.starts_with("/api/community/comments/") {
         "/api/community/comments/:id"
+    } else if path.starts_with("/t/") {
+        "/t/:id"
     } else if path.starts_with("/assets/") {
         "/assets/:name"
     } else {

@@ -243,3 +243,51 @@ async fn nobody_becomes_admin_by_registering_first_and_the_demos_first_user_is_a
         .expect_status(StatusCode::OK);
     assert_eq!(other["user"]["role"], "member");
 }
+
+#[tokio::test]
+async fn a_threads_link_serves_the_page_with_its_title_and_opengraph_tags_escaped() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let thread = app
+        .create_thread(
+            &alice,
+            "<script>alert(1)</script> & \"friends\"",
+            "A 'quoted' <b>preview</b>",
+        )
+        .await;
+    let id = thread["id"].as_str().unwrap();
+    for path in [
+        format!("/t/{id}"),
+        format!("/t/{id}/script-alert-1-friends"),
+    ] {
+        let answer = app.send(app.client.get(app.url(&path))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert!(answer
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html"));
+        let html = &answer.text;
+        assert!(
+            html.contains(
+                "<title>&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;friends&quot; — stoa</title>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains(
+            "<meta property=\"og:title\" content=\"&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;friends&quot;\">"
+        ));
+        assert!(html.contains(
+            "<meta property=\"og:description\" content=\"A &#39;quoted&#39; &lt;b&gt;preview&lt;/b&gt;\">"
+        ));
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("/assets/app.js"), "the page itself");
+    }
+    app.delete_thread(&alice, id).await;
+    let gone = app.send(app.client.get(app.url(&format!("/t/{id}")))).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert!(gone.text.contains("<title>Thread not found — stoa</title>"));
+    assert!(
+        gone.text.contains("/assets/app.js"),
+        "the page, which says so"
+    );
+}
