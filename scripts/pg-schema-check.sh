@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the PostgreSQL schema (src/db/postgres/migrations/0001_initial.sql)
+# Checks the PostgreSQL schema (src/db/postgres/migrations/*.sql, in order)
 # against the SQLite one (schema.sql): the same operations, with the same
 # ids and texts, must leave the same outbox (type, thread_id, recipient_id,
 # payload; ids too) and the same JSON shapes. Then forces the interleaving
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-MIGRATION=$ROOT/src/db/postgres/migrations/0001_initial.sql
+MIGRATIONS=$ROOT/src/db/postgres/migrations
 SQLITE_SCHEMA=$ROOT/schema.sql
 PORT=${PG_CHECK_PORT:-55439}
 
@@ -44,8 +44,10 @@ URL=${BASE_URL%/postgres}/stoa_check
 PSQL=(psql "$URL" -qAtX -v ON_ERROR_STOP=1)
 
 # --------------------------------------------------------------- schemas
-"${PSQL[@]}" --single-transaction -f "$MIGRATION"
-ok "0001_initial.sql applied in one transaction"
+for migration in "$MIGRATIONS"/*.sql; do
+    "${PSQL[@]}" --single-transaction -f "$migration"
+    ok "$(basename "$migration") applied in one transaction"
+done
 
 DB=$WORK/stoa.sqlite
 sqlite3 -bail "$DB" < "$SQLITE_SCHEMA"
@@ -79,6 +81,19 @@ INSERT INTO comments (id, thread_id, author_id, content) VALUES ('$C3', '$T2', '
 INSERT INTO likes (user_id, thread_id) VALUES ('$A', '$T2');
 "
 ok "phase 1 (users, threads, comments, likes, unlikes) on both"
+
+# Edits, locks, pins and a ban from outside; the no-op UPDATEs send nothing.
+both "
+UPDATE threads SET title = 'First, edited' WHERE id = '$T';
+UPDATE threads SET content = content WHERE id = '$T';
+UPDATE comments SET content = 'bob edits' WHERE id = '$C2';
+UPDATE comments SET content = 'bob edits' WHERE id = '$C2';
+UPDATE threads SET locked = TRUE WHERE id = '$T2';
+UPDATE threads SET pinned = TRUE WHERE id = '$T2';
+UPDATE threads SET pinned = TRUE WHERE id = '$T2';
+UPDATE users SET banned_at = '2026-01-01T00:00:00.000Z', ban_reason = 'spam' WHERE id = '$B';
+"
+ok "phase 1b (edits, no-op edits, lock, pin, ban) on both"
 
 # A taken username, in another letter case, is refused by both.
 if printf "INSERT INTO users (id, username, password_hash) VALUES ('u-x', 'ALICE', 'h');" \
@@ -139,7 +154,7 @@ def blank(v, where):
     if isinstance(v, dict):
         out = []
         for k, x in v.items():
-            if k in ("createdAt", "created_at"):
+            if k in ("createdAt", "created_at") or (k == "editedAt" and x is not None):
                 if not (isinstance(x, str) and TIME.match(x)):
                     problems.append(f"{where}: {k} {x!r} is not YYYY-MM-DDTHH:MM:SS.mmmZ")
                 x = "<time>"

@@ -11,7 +11,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::db::{Db, DbResult, User};
+use crate::db::{Ban, Db, DbResult, User};
 
 /// How long a session lasts.
 pub const SESSION_DAYS: i64 = 30;
@@ -108,12 +108,16 @@ pub struct Viewer {
     pub user: Option<User>,
     /// The hash of the token that signed them in (for logging out).
     pub token_hash: Option<String>,
+    /// A banned user's token: they read as signed out, and their writes
+    /// are refused saying why.
+    pub banned: Option<Ban>,
 }
 
 impl Viewer {
     pub const SIGNED_OUT: Viewer = Viewer {
         user: None,
         token_hash: None,
+        banned: None,
     };
 
     pub fn id(&self) -> Option<&str> {
@@ -121,14 +125,22 @@ impl Viewer {
     }
 }
 
-/// Who a presented token signs in: nobody when it is unknown or expired.
+/// Who a presented token signs in: nobody when it is unknown or expired,
+/// or when its user is banned (then `banned` says so).
 pub async fn resolve(db: &Db, token: &str) -> DbResult<Viewer> {
     let hash = token_hash(token);
-    let user = db.session_user(hash.clone()).await?;
-    let signed_in = user.is_some();
-    Ok(Viewer {
-        user,
-        token_hash: signed_in.then_some(hash),
+    Ok(match db.session_user(hash.clone()).await? {
+        None => Viewer::SIGNED_OUT,
+        Some(User { ban: Some(ban), .. }) => Viewer {
+            user: None,
+            token_hash: Some(hash),
+            banned: Some(ban),
+        },
+        Some(user) => Viewer {
+            user: Some(user),
+            token_hash: Some(hash),
+            banned: None,
+        },
     })
 }
 

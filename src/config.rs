@@ -24,7 +24,7 @@ pub struct Flags {
     /// PostgreSQL URL (postgres://user:password@host:port/dbname) that
     /// several stoa nodes may share. Either is brought up to date by the
     /// migrations at start.
-    #[arg(long, env = "STOA_DB", default_value = "stoa.db")]
+    #[arg(long, env = "STOA_DB", default_value = "stoa.db", global = true)]
     pub db: Database,
     /// PostgreSQL only: connections each node keeps for reads (it also
     /// holds one for writes and two for the outbox tailer).
@@ -109,6 +109,24 @@ pub struct Flags {
     /// A fixture file of users, threads and comments to load on start.
     #[arg(value_name = "FIXTURE")]
     pub fixture: Option<PathBuf>,
+
+    /// Instead of serving: a task on the database named by --db.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tasks run against the configured database, beside running servers.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Sets a user's role (member, moderator or admin); servers using the
+    /// database see it at the user's next request. Logged in the
+    /// moderation log.
+    Role {
+        /// The user, by username (any letter case).
+        username: String,
+        /// member, moderator or admin.
+        role: crate::db::Role,
+    },
 }
 
 /// Where the data lives.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::db::Db;
+use crate::db::{Db, Role};
 use crate::{auth, StartError};
 
 /// The demo data set, built into the binary for `stoa --demo`.
@@ -24,6 +24,13 @@ pub struct DataSet {
 pub struct SampleUser {
     pub username: String,
     pub password: String,
+    /// `member` unless set (`--demo`'s first user is an admin).
+    #[serde(default = "member")]
+    pub role: Role,
+}
+
+fn member() -> Role {
+    Role::Member
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,14 +33,20 @@ pub struct Event {
     pub id: i64,
     pub thread_id: Option<Box<str>>,
     pub recipient_id: Option<Box<str>>,
+    /// A ban: the recipient's streams close once they have sent it.
+    pub ends_stream: bool,
     /// `id: N\ndata: {...}\n\n`, shared by every stream that sends it.
     pub frame: Bytes,
 }
+
+/// The event that closes its recipient's streams.
+pub const BANNED: &str = "banned";
 
 impl Event {
     pub fn from_row(row: Row) -> Event {
         Event {
             id: row.id,
+            ends_stream: row.kind == BANNED,
             frame: wire::event_frame(&row),
             thread_id: row.thread_id.map(String::into_boxed_str),
             recipient_id: row.recipient_id.map(String::into_boxed_str),
@@ -59,8 +65,13 @@ pub struct Audience {
 
 impl Audience {
     pub fn wants(&self, thread_id: Option<&str>, recipient_id: Option<&str>) -> bool {
+        // A private event about the account itself (a ban) has no thread
+        // and reaches every stream of its recipient, narrowed or not.
         let thread_ok = match &self.thread {
-            Some(wanted) => thread_id == Some(wanted.as_str()),
+            Some(wanted) => {
+                thread_id == Some(wanted.as_str())
+                    || (thread_id.is_none() && recipient_id.is_some())
+            }
             None => true,
         };
         let private_ok = match recipient_id {

@@ -3,12 +3,21 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::Parser;
+use stoa::config::Command;
+use stoa::db::{Db, OpenSettings};
+use stoa::metrics::Metrics;
 use stoa::{fixtures, App, Config, Flags};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = Flags::parse();
+    if let Some(Command::Role { username, role }) = &flags.command {
+        return set_role(&flags, username, *role).await;
+    }
+
     // A client closing its tab mid-stream is routine, not a server error.
     let directives = format!("{},warp::server=off", flags.log_level);
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
@@ -51,6 +60,51 @@ async fn serve(flags: &Flags, config: Config) -> Result<(), stoa::StartError> {
     }
     tracing::info!(db = %flags.db, "stoa listening on http://{}", app.local_addr());
     app.run(shutdown_signal()).await
+}
+
+/// `stoa role USERNAME ROLE`: sets the role on the configured database and
+/// says what changed.
+async fn set_role(flags: &Flags, username: &str, role: stoa::db::Role) -> ExitCode {
+    if let stoa::config::Database::Sqlite(path) = &flags.db {
+        if !path.exists() {
+            eprintln!("stoa: there is no database at {}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let settings = OpenSettings {
+        busy_timeout: flags.busy_timeout,
+        pool_size: 1,
+    };
+    let db = match Db::open(&flags.db, settings, Arc::new(Metrics::default())).await {
+        Ok(db) => db,
+        Err(error) => {
+            eprintln!("stoa: opening {}: {error}", flags.db);
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = db.set_role(username.to_string(), role).await;
+    let _ = db.close().await;
+    match outcome {
+        Ok(Some(change)) if change.before == role => {
+            println!(
+                "{} is already {role}: nothing changed",
+                change.user.username
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Some(change)) => {
+            println!("{}: {} -> {role}", change.user.username, change.before);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("stoa: no user named {username:?} in {}", flags.db);
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("stoa: setting the role of {username}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -105,6 +105,8 @@ pub struct EventStream {
     /// The generations of the hub's presence and ping frames last sent.
     presence_seen: u64,
     ping_seen: u64,
+    /// A ban of this stream's user was queued: close once `ready` is sent.
+    closing: bool,
 }
 
 impl EventStream {
@@ -129,6 +131,7 @@ impl EventStream {
             cursor,
             ready: VecDeque::from([opening]),
             catching_up: None,
+            closing: false,
         }
     }
 
@@ -161,8 +164,15 @@ impl EventStream {
                         .audience
                         .wants(row.thread_id.as_deref(), row.recipient_id.as_deref())
                     {
-                        self.ready.push_back(Event::from_row(row).frame);
+                        let event = Event::from_row(row);
+                        self.ready.push_back(event.frame);
                         self.streams.metrics.events_sent.add(1);
+                        if event.ends_stream {
+                            // Nothing after a ban reaches this stream.
+                            self.closing = true;
+                            self.cursor = event.id;
+                            return Poll::Ready(Ok(()));
+                        }
                     }
                 }
                 self.cursor = last;
@@ -174,6 +184,15 @@ impl EventStream {
             match self.streams.hub.after(self.cursor, &self.audience, BATCH) {
                 Lookup::Ready(events, next) => {
                     let passed = next != self.cursor;
+                    if let Some(ban) = events.iter().position(|event| event.ends_stream) {
+                        // Nothing after a ban reaches this stream.
+                        self.ready
+                            .extend(events[..=ban].iter().map(|event| event.frame.clone()));
+                        self.streams.metrics.events_sent.add(ban as u64 + 1);
+                        self.cursor = events[ban].id;
+                        self.closing = true;
+                        return Poll::Ready(Ok(()));
+                    }
                     self.ready
                         .extend(events.iter().map(|event| event.frame.clone()));
                     self.streams.metrics.events_sent.add(events.len() as u64);
@@ -207,6 +226,10 @@ impl Stream for EventStream {
             }
             if let Some(frame) = this.ready.pop_front() {
                 return Poll::Ready(Some(Ok(frame)));
+            }
+            if this.closing {
+                tracing::info!(connection = %this.connection, "closing the stream of a banned user");
+                return Poll::Ready(None);
             }
             match this.fill(cx) {
                 Poll::Ready(Err(())) => return Poll::Ready(None),

@@ -10,7 +10,7 @@ const TOAST_MS = 5000;
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  me: null, // {id, username}
+  me: null, // {id, username, role}
   threads: new Map(), // id -> thread
   order: [], // thread ids, newest first
   cards: new Map(), // id -> {root, refs...}
@@ -19,7 +19,23 @@ const state = {
   nextCursor: null,
   dedupe: createDeduper(null),
   client: null,
+  // The thread the address names (/t/:id), and whether this page pushed it.
+  routed: null,
+  pushed: false,
 };
+
+/** Whether the signed-in user may moderate (delete, lock, pin anything). */
+function moderates() {
+  return !!state.me && (state.me.role === 'moderator' || state.me.role === 'admin');
+}
+
+function isAdmin() {
+  return !!state.me && state.me.role === 'admin';
+}
+
+function mine(post) {
+  return !!state.me && !!post.author && post.author.id === state.me.id;
+}
 
 // ---------------------------------------------------------------- helpers
 
@@ -289,6 +305,28 @@ function buildCard(thread) {
     onclick: () => deleteThread(id),
     text: 'Delete',
   });
+  const editBtn = h('button', { type: 'button', class: 'action', 'data-testid': 'edit-thread', onclick: () => startEditThread(id), text: 'Edit' });
+  const lockBtn = h('button', { type: 'button', class: 'action', 'data-testid': 'lock-thread', onclick: () => toggleFlag(id, 'lock') });
+  const pinBtn = h('button', { type: 'button', class: 'action', 'data-testid': 'pin-thread', onclick: () => toggleFlag(id, 'pin') });
+  const banBtn = h('button', {
+    type: 'button',
+    class: 'action action-danger ban',
+    'data-testid': 'ban-user',
+    onclick: () => banUser(thread.author),
+    text: 'Ban',
+  });
+  const pinnedBadge = h('span', { class: 'badge badge-pinned', 'data-testid': 'pinned-badge', text: 'Pinned', hidden: true });
+  const lockedBadge = h('span', { class: 'badge badge-locked', 'data-testid': 'locked-badge', text: 'Locked', hidden: true });
+  const editedMark = h('span', { class: 'edited muted', 'data-testid': 'edited', text: 'edited', hidden: true });
+  const editForm = buildEditForm({
+    testid: 'edit-thread-form',
+    fields: [
+      ['title', 'input', 'Title'],
+      ['content', 'textarea', 'Content'],
+    ],
+    onsubmit: (values) => saveThreadEdit(id, values),
+    oncancel: () => stopEditThread(id),
+  });
   const titleBtn = h('button', {
     type: 'button',
     class: 'thread-title-btn',
@@ -305,15 +343,48 @@ function buildCard(thread) {
       { class: 'thread-meta' },
       avatar(thread.author),
       h('span', { class: 'author', text: (thread.author && thread.author.username) || 'unknown' }),
+      banBtn,
       h('span', { class: 'dot-sep', 'aria-hidden': 'true', text: '·' }),
       timeEl(thread.createdAt),
+      editedMark,
+      pinnedBadge,
+      lockedBadge,
     ),
     h('h3', { class: 'thread-title' }, titleBtn),
     content,
-    h('div', { class: 'thread-actions' }, likeBtn, commentBtn, h('span', { class: 'spacer' }), deleteBtn),
+    editForm,
+    h(
+      'div',
+      { class: 'thread-actions' },
+      likeBtn,
+      commentBtn,
+      h('span', { class: 'spacer' }),
+      editBtn,
+      pinBtn,
+      lockBtn,
+      deleteBtn,
+    ),
     body,
   );
-  const card = { root, likeBtn, likeCount, commentBtn, commentCount, deleteBtn, titleBtn, content, body };
+  const card = {
+    root,
+    likeBtn,
+    likeCount,
+    commentBtn,
+    commentCount,
+    deleteBtn,
+    editBtn,
+    lockBtn,
+    pinBtn,
+    banBtn,
+    pinnedBadge,
+    lockedBadge,
+    editedMark,
+    editForm,
+    titleBtn,
+    content,
+    body,
+  };
   state.cards.set(id, card);
   return card;
 }
@@ -330,7 +401,145 @@ function updateCard(id) {
   card.likeBtn.classList.toggle('liked', !!t.likedByMe);
   card.commentCount.textContent = String(t.commentCount ?? 0);
   card.commentBtn.setAttribute('aria-label', `${plural(t.commentCount ?? 0, 'comment', 'comments')}; show`);
-  card.deleteBtn.hidden = !(state.me && t.author && t.author.id === state.me.id);
+  const own = mine(t);
+  card.deleteBtn.hidden = !(own || moderates());
+  card.editBtn.hidden = !(own || moderates()) || !card.editForm.hidden;
+  card.lockBtn.hidden = !moderates();
+  card.lockBtn.textContent = t.locked ? 'Unlock' : 'Lock';
+  card.pinBtn.hidden = !moderates();
+  card.pinBtn.textContent = t.pinned ? 'Unpin' : 'Pin';
+  card.banBtn.hidden = !isAdmin() || own || !t.author;
+  card.pinnedBadge.hidden = !t.pinned;
+  card.lockedBadge.hidden = !t.locked;
+  card.root.classList.toggle('pinned', !!t.pinned);
+  setEdited(card.editedMark, t.editedAt);
+  const editing = !card.editForm.hidden;
+  card.titleBtn.parentElement.hidden = editing;
+  card.content.hidden = editing;
+}
+
+/** The "edited" mark, with the time of the edit on hover. */
+function setEdited(el, editedAt) {
+  el.hidden = !editedAt;
+  if (!editedAt) return;
+  const d = new Date(editedAt);
+  el.title = Number.isNaN(d.getTime()) ? '' : `Edited ${d.toLocaleString()}`;
+  el.setAttribute('aria-label', el.title || 'edited');
+}
+
+/**
+ * An edit form with the same fields, limits and error places as creating:
+ * `fields` are [name, 'input' | 'textarea', label]; `onsubmit` gets their
+ * values and throws an ApiError to show.
+ */
+function buildEditForm({ testid, fields, onsubmit, oncancel }) {
+  const form = h('form', { class: 'form edit-form', 'data-testid': testid, novalidate: true, hidden: true });
+  for (const [name, kind, label] of fields) {
+    const attrs = { name, 'aria-label': label, 'data-testid': `edit-${name}` };
+    if (kind === 'input') attrs.maxlength = '200';
+    else attrs.rows = '3';
+    form.append(
+      h('div', { class: 'field' }, h(kind, attrs), h('p', { class: 'field-error', 'data-testid': `error-${name}`, 'data-field': name, hidden: true })),
+    );
+  }
+  form.append(
+    h('p', { class: 'field-error form-error', 'data-testid': 'error-form', 'data-field': 'form', hidden: true }),
+    h(
+      'div',
+      { class: 'form-actions' },
+      h('button', { type: 'submit', class: 'btn btn-primary btn-small', 'data-testid': 'edit-save', text: 'Save' }),
+      h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'edit-cancel', onclick: oncancel, text: 'Cancel' }),
+    ),
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    const values = {};
+    for (const [name] of fields) {
+      values[name] = form.elements[name].value;
+      if (!values[name].trim()) {
+        return showError(form, name, name === 'title' ? 'Give your thread a title.' : 'Write something first.');
+      }
+    }
+    await busy(form.querySelector('[type="submit"]'), async () => {
+      try {
+        await onsubmit(values);
+      } catch (err) {
+        showApiError(form, err);
+      }
+    });
+  });
+  return form;
+}
+
+function startEditThread(id) {
+  const t = state.threads.get(id);
+  const card = state.cards.get(id);
+  if (!t || !card) return;
+  clearErrors(card.editForm);
+  card.editForm.elements.title.value = t.title;
+  card.editForm.elements.content.value = t.content;
+  card.editForm.hidden = false;
+  updateCard(id);
+  card.editForm.elements.content.focus();
+}
+
+function stopEditThread(id) {
+  const card = state.cards.get(id);
+  if (!card) return;
+  card.editForm.hidden = true;
+  updateCard(id);
+}
+
+async function saveThreadEdit(id, values) {
+  const res = await api('PATCH', `/api/community/threads/${encodeURIComponent(id)}`, values);
+  patchThread(id, { title: res.thread.title, content: res.thread.content, editedAt: res.thread.editedAt });
+  stopEditThread(id);
+}
+
+/** A moderator's lock or pin, switched after a confirmation. */
+async function toggleFlag(id, flag) {
+  const t = state.threads.get(id);
+  if (!t) return;
+  const on = flag === 'lock' ? !t.locked : !t.pinned;
+  const verb = { lock: on ? 'Lock' : 'Unlock', pin: on ? 'Pin' : 'Unpin' }[flag];
+  const why = flag === 'lock' && on ? ' Only moderators will be able to comment.' : '';
+  if (!window.confirm(`${verb} “${t.title}”?${why}`)) return;
+  try {
+    const res = await api(on ? 'PUT' : 'DELETE', `/api/community/threads/${encodeURIComponent(id)}/${flag}`);
+    patchThread(id, { locked: res.thread.locked, pinned: res.thread.pinned });
+    if (flag === 'pin') sortThreads();
+    if (state.open.has(id)) renderComments(id);
+  } catch (err) {
+    toast(`Could not ${verb.toLowerCase()} the thread`, err.message, 'error');
+  }
+}
+
+/** An admin's ban of a post's author, with a reason, after a confirmation. */
+async function banUser(user) {
+  if (!user || !user.id) return;
+  const reason = window.prompt(`Ban ${user.username}? Their sessions end at once. Reason (shown to them):`, '');
+  if (reason === null) return;
+  try {
+    await api('PUT', `/api/admin/users/${encodeURIComponent(user.id)}/ban`, { reason });
+    toast(`${user.username} is banned`, reason, 'success');
+  } catch (err) {
+    toast(`Could not ban ${user.username}`, err.message, 'error');
+  }
+}
+
+/** Pinned threads first, then newest first: the order of the server's list. */
+function sortThreads() {
+  const key = (id) => state.threads.get(id);
+  state.order.sort((a, b) => {
+    const x = key(a);
+    const y = key(b);
+    if (!!x.pinned !== !!y.pinned) return x.pinned ? -1 : 1;
+    if (x.createdAt !== y.createdAt) return x.createdAt < y.createdAt ? 1 : -1;
+    return x.id < y.id ? 1 : -1;
+  });
+  const list = $('thread-list');
+  for (const id of state.order) list.append(state.cards.get(id).root);
 }
 
 function insertThread(thread, { atTop, version = null }) {
@@ -344,6 +553,7 @@ function insertThread(thread, { atTop, version = null }) {
     list.prepend(card.root);
     card.root.classList.add('thread-new');
     setTimeout(() => card.root.classList.remove('thread-new'), 1500);
+    sortThreads();
   } else {
     state.order.push(thread.id);
     list.append(card.root);
@@ -402,7 +612,7 @@ async function reloadSnapshot() {
     state.dedupe.reset(res.lastEventId);
     $('threads-error').hidden = true;
     renderEmpty();
-    for (const id of reopen) if (state.threads.has(id)) toggleOpen(id);
+    for (const id of reopen) if (state.threads.has(id)) toggleOpen(id, { fromHistory: true });
     return res.lastEventId;
   } catch (err) {
     const banner = $('threads-error');
@@ -485,12 +695,84 @@ function setupComposer() {
   });
 }
 
+// ---------------------------------------------------------------- links
+
+const DEFAULT_TITLE = document.title;
+
+function setDocumentTitle(threadTitle) {
+  document.title = threadTitle ? `${threadTitle} — stoa` : DEFAULT_TITLE;
+}
+
+/** A thread's address: /t/:id/:slug (the slug is for people; the id counts). */
+function threadPath(t) {
+  const slug = (t.title || '')
+    .toLowerCase()
+    .normalize('NFKD')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 60);
+  return `/t/${encodeURIComponent(t.id)}${slug ? `/${slug}` : ''}`;
+}
+
+/** The thread id the address names, or null for the list. */
+function routeFromPath() {
+  const m = window.location.pathname.match(/^\/t\/([^/]+)/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+/** Opening a thread by hand: its address goes on the history. */
+function routeOpened(id) {
+  const t = state.threads.get(id);
+  if (!t) return;
+  if (state.routed !== id) window.history.pushState({ thread: id, pushed: true }, '', threadPath(t));
+  state.routed = id;
+  setDocumentTitle(t.title);
+}
+
+/** Closing the thread the address names: back to the list's address. */
+function routeClosed(id) {
+  if (state.routed !== id) return;
+  state.routed = null;
+  setDocumentTitle(null);
+  if (window.history.state && window.history.state.pushed && window.history.state.thread === id) window.history.back();
+  else window.history.replaceState(null, '', '/');
+}
+
+/** Shows what the address names: the list, or one thread opened (fetched if not listed). */
+async function applyRoute() {
+  const id = routeFromPath();
+  const message = $('route-message');
+  message.hidden = true;
+  if (state.routed && state.routed !== id && state.open.has(state.routed)) toggleOpen(state.routed, { fromHistory: true });
+  state.routed = id;
+  if (!id) return setDocumentTitle(null);
+  if (!state.threads.has(id)) {
+    try {
+      const res = await api('GET', `/api/community/threads/${encodeURIComponent(id)}`);
+      insertThread(res.thread, { atTop: false, version: res.lastEventId });
+      sortThreads();
+    } catch (err) {
+      setDocumentTitle(null);
+      message.replaceChildren(
+        err.status === 404 ? 'This thread was deleted, or never existed. ' : `Could not open this thread: ${err.message} `,
+        h('a', { href: '/', 'data-testid': 'back-to-list', text: 'See all threads' }),
+      );
+      message.hidden = false;
+      return;
+    }
+  }
+  if (!state.open.has(id)) toggleOpen(id, { fromHistory: true });
+  setDocumentTitle(state.threads.get(id)?.title);
+  state.cards.get(id)?.root.scrollIntoView({ block: 'start' });
+}
+
 // ---------------------------------------------------------------- comments
 
-async function toggleOpen(id) {
+async function toggleOpen(id, { fromHistory = false } = {}) {
   const card = state.cards.get(id);
   if (!card) return;
   if (state.open.has(id)) {
+    if (!fromHistory) routeClosed(id);
     state.open.delete(id);
     card.body.hidden = true;
     card.body.replaceChildren();
@@ -498,8 +780,9 @@ async function toggleOpen(id) {
     card.root.classList.remove('open');
     return;
   }
-  const view = { comments: new Map(), loading: true, pending: [], error: null };
+  const view = { comments: new Map(), loading: true, pending: [], error: null, editing: null, editForm: null };
   state.open.set(id, view);
+  if (!fromHistory) routeOpened(id);
   card.body.hidden = false;
   card.commentBtn.setAttribute('aria-expanded', 'true');
   card.root.classList.add('open');
@@ -533,18 +816,23 @@ function renderComments(threadId) {
   if (view.loading) list.append(h('li', { class: 'muted loading', text: 'Loading comments…' }));
   else if (view.error) list.append(h('li', { class: 'field-error', text: view.error }));
   else if (view.comments.size === 0) list.append(h('li', { class: 'muted', text: 'No comments yet.' }));
-  for (const c of view.comments.values()) list.append(buildComment(c));
+  for (const c of view.comments.values()) list.append(buildComment(c, view));
   const form = keepForm || buildCommentForm(threadId);
-  form.hidden = !state.me;
-  const signInNote = state.me
-    ? null
-    : h('p', { class: 'muted small' }, h('button', { type: 'button', class: 'link', onclick: requireSignIn, text: 'Sign in' }), ' to comment.');
-  card.body.replaceChildren(list, form, ...(signInNote ? [signInNote] : []));
+  const locked = !!state.threads.get(threadId)?.locked;
+  // A locked thread takes comments from moderators only: for everyone
+  // else the comment box goes.
+  form.hidden = !state.me || (locked && !moderates());
+  const note = locked
+    ? h('p', { class: 'muted small locked-note', 'data-testid': 'locked-note', text: 'This thread is locked: it takes no new comments.' })
+    : state.me
+      ? null
+      : h('p', { class: 'muted small' }, h('button', { type: 'button', class: 'link', onclick: requireSignIn, text: 'Sign in' }), ' to comment.');
+  card.body.replaceChildren(list, form, ...(note ? [note] : []));
   if (focused && card.body.contains(focused)) focused.focus();
 }
 
-function buildComment(c) {
-  const mine = state.me && c.author && c.author.id === state.me.id;
+function buildComment(c, view) {
+  const own = mine(c);
   const likeBtn = h(
     'button',
     {
@@ -571,13 +859,28 @@ function buildComment(c) {
         h('span', { class: 'author', text: (c.author && c.author.username) || 'unknown' }),
         h('span', { class: 'dot-sep', 'aria-hidden': 'true', text: '·' }),
         timeEl(c.createdAt),
+        commentEdited(c),
       ),
-      h('p', { class: 'comment-content', text: c.content }),
+      view.editing === c.id ? commentEditForm(c, view) : h('p', { class: 'comment-content', text: c.content }),
       h(
         'div',
         { class: 'thread-actions' },
         likeBtn,
-        mine
+        (own || moderates()) && view.editing !== c.id
+          ? h('button', {
+              type: 'button',
+              class: 'action',
+              'data-testid': 'edit-comment',
+              onclick: () => {
+                view.editing = c.id;
+                view.editForm = null;
+                renderComments(c.threadId);
+                view.editForm?.elements.content.focus();
+              },
+              text: 'Edit',
+            })
+          : null,
+        own || moderates()
           ? h('button', {
               type: 'button',
               class: 'action action-danger',
@@ -589,6 +892,38 @@ function buildComment(c) {
       ),
     ),
   );
+}
+
+function commentEdited(c) {
+  if (!c.editedAt) return null;
+  const el = h('span', { class: 'edited muted', 'data-testid': 'edited', text: 'edited' });
+  setEdited(el, c.editedAt);
+  return el;
+}
+
+/** The in-place edit form of a comment, kept across re-renders while open. */
+function commentEditForm(c, view) {
+  if (view.editForm) return view.editForm;
+  const stop = () => {
+    view.editing = null;
+    view.editForm = null;
+    renderComments(c.threadId);
+  };
+  const form = buildEditForm({
+    testid: 'edit-comment-form',
+    fields: [['content', 'textarea', 'Comment']],
+    onsubmit: async ({ content }) => {
+      const res = await api('PATCH', `/api/community/comments/${encodeURIComponent(c.id)}`, { content });
+      const kept = view.comments.get(c.id);
+      if (kept) Object.assign(kept, { content: res.comment.content, editedAt: res.comment.editedAt });
+      stop();
+    },
+    oncancel: stop,
+  });
+  form.elements.content.value = c.content;
+  form.hidden = false;
+  view.editForm = form;
+  return form;
 }
 
 function buildCommentForm(threadId) {
@@ -705,6 +1040,15 @@ function applyCommentEvent(msg) {
       return addComment(d.comment, d.commentCount, msg.id);
     case 'comment_deleted':
       return removeComment(d.threadId, d.commentId, d.commentCount, msg.id);
+    case 'comment_edited': {
+      const c = view && view.comments.get(d.comment.id);
+      if (c) {
+        Object.assign(c, { content: d.comment.content, editedAt: d.comment.editedAt });
+        // An open edit form of this comment keeps what its writer typed.
+        renderComments(d.threadId);
+      }
+      return false;
+    }
     case 'comment_liked':
     case 'comment_unliked': {
       const c = view && view.comments.get(d.commentId);
@@ -758,9 +1102,27 @@ function onMessage(msg) {
       return;
     }
     case 'comment_deleted':
+    case 'comment_edited':
     case 'comment_liked':
     case 'comment_unliked':
       applyCommentEvent(msg);
+      return;
+    case 'thread_edited': {
+      const t = d.thread || {};
+      patchThread(d.threadId, { title: t.title, content: t.content, editedAt: t.editedAt });
+      if (state.routed === d.threadId) setDocumentTitle(t.title);
+      return;
+    }
+    case 'thread_locked':
+      patchThread(d.threadId, { locked: d.locked });
+      if (state.open.has(d.threadId)) renderComments(d.threadId);
+      return;
+    case 'thread_pinned':
+      patchThread(d.threadId, { pinned: d.pinned });
+      if (state.threads.has(d.threadId)) sortThreads();
+      return;
+    case 'banned':
+      showBanned(d);
       return;
     case 'notification': {
       if (d.kind === 'reply') {
@@ -773,6 +1135,15 @@ function onMessage(msg) {
     default:
       return;
   }
+}
+
+/** The private event of a ban: the stream closes after it; say so. */
+function showBanned(d) {
+  const until = d.until ? ` until ${new Date(d.until).toLocaleString()}` : '';
+  const reason = d.reason ? `: ${d.reason}` : '';
+  const banner = $('account-banner');
+  banner.textContent = `You have been banned${until}${reason}.`;
+  banner.hidden = false;
 }
 
 // ---------------------------------------------------------------- connection
@@ -829,6 +1200,8 @@ async function start() {
   } catch {
     /* banner shown; the stream still brings new threads */
   }
+  await applyRoute();
+  window.addEventListener('popstate', () => applyRoute());
   loadStats();
   state.client = new SSEClient('/api/community/events', {
     onMessage,

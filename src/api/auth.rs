@@ -49,10 +49,8 @@ fn register(state: State) -> impl Filter<Extract = (Response,), Error = Rejectio
 async fn handle_register(state: State, body: Credentials) -> Result<Response, ApiError> {
     let username = valid_username(body.username)?;
     let password = valid_password(body.password)?;
-    let user = User {
-        id: uuid::Uuid::now_v7().to_string(),
-        username,
-    };
+    // Everyone starts as a member: roles are given with `stoa role`.
+    let user = User::member(uuid::Uuid::now_v7().to_string(), username);
     let hash = state
         .hasher
         .run(move || auth::hash_password(&password))
@@ -101,6 +99,7 @@ async fn handle_login(state: State, body: Credentials) -> Result<Response, ApiEr
         .run(move || auth::verify_password(&password, &hash))
         .await?;
     match user {
+        Some(User { ban: Some(ban), .. }) if verified => Err(ApiError::banned(&ban)),
         Some(user) if verified => {
             let token = auth::start_session(&state.db, user.id.clone()).await?;
             signed_in(user, token, StatusCode::OK)

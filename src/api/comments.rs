@@ -1,4 +1,5 @@
-//! Comments: adding one to a thread, deleting one's own.
+//! Comments: adding one to a thread, editing and deleting one (one's own,
+//! or any as a moderator).
 
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
@@ -7,14 +8,18 @@ use warp::{Filter, Rejection};
 
 use super::error::{respond, ApiError};
 use super::identity;
-use super::threads::{removal, MAX_CONTENT};
+use super::threads::{actor, edited, removal, MAX_CONTENT};
 use super::{id_field, json_body, json_reply, text_field};
 use crate::auth::Viewer;
-use crate::db::Json;
+use crate::db::{Json, Posted};
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    create(state.clone()).or(delete(state)).unify()
+    create(state.clone())
+        .or(edit(state.clone()))
+        .unify()
+        .or(delete(state))
+        .unify()
 }
 
 #[derive(Deserialize)]
@@ -48,14 +53,49 @@ async fn handle_create(
 ) -> Result<Response, ApiError> {
     let thread_id = id_field("threadId", body.thread_id)?;
     let content = text_field("content", body.content, 1, MAX_CONTENT)?;
-    let author_id = author.id().unwrap_or_default().to_string();
     let id = uuid::Uuid::now_v7().to_string();
-    let comment = state
+    let comment = match state
         .db
-        .add_comment(id, thread_id, author_id, content)
+        .add_comment(id, thread_id, actor(&author), content)
         .await?
-        .ok_or_else(|| ApiError::not_found("no such thread"))?;
+    {
+        Posted::Added(comment) => comment,
+        Posted::Missing => return Err(ApiError::not_found("no such thread")),
+        Posted::Locked => {
+            return Err(ApiError::forbidden_as(
+                "locked",
+                "this thread is locked: it takes no new comments",
+            ))
+        }
+    };
     Ok(json_reply(StatusCode::CREATED, &Created { comment }))
+}
+
+#[derive(Deserialize)]
+struct CommentEdit {
+    content: Option<String>,
+}
+
+/// PATCH /api/community/comments/:id
+fn edit(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "community" / "comments" / String)
+        .and(warp::patch())
+        .and(identity::author(state.clone()))
+        .and(json_body())
+        .then(move |id: String, author: Viewer, body: CommentEdit| {
+            let state = state.clone();
+            async move {
+                respond(
+                    async move {
+                        let content = text_field("content", body.content, 1, MAX_CONTENT)?;
+                        let outcome = state.db.edit_comment(id, actor(&author), content).await?;
+                        let comment = edited(outcome, "comment")?;
+                        Ok(json_reply(StatusCode::OK, &Created { comment }))
+                    }
+                    .await,
+                )
+            }
+        })
 }
 
 /// DELETE /api/community/comments/:id
@@ -66,8 +106,7 @@ fn delete(state: State) -> impl Filter<Extract = (Response,), Error = Rejection>
         .then(move |id: String, author: Viewer| {
             let state = state.clone();
             async move {
-                let user = author.id().unwrap_or_default().to_string();
-                let outcome = state.db.remove_comment(id, user).await;
+                let outcome = state.db.remove_comment(id, actor(&author)).await;
                 respond(removal(outcome, "comment"))
             }
         })

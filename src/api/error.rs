@@ -47,6 +47,25 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// A refusal with its own code (`locked`, `banned`, …) for clients
+    /// to tell apart.
+    pub fn forbidden_as(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// The answer to anything a banned user tries: that they are banned,
+    /// until when and why.
+    pub fn banned(ban: &crate::db::Ban) -> ApiError {
+        let mut message = match &ban.until {
+            Some(until) => format!("you are banned until {until}"),
+            None => "you are banned".to_string(),
+        };
+        if let Some(reason) = ban.reason.as_deref().filter(|r| !r.is_empty()) {
+            message.push_str(&format!(": {reason}"));
+        }
+        ApiError::forbidden_as("banned", message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }

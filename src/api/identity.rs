@@ -80,6 +80,9 @@ pub fn author(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Re
         .and_then(move |(viewer, source): (Viewer, Option<Source>), origin: Option<String>, host: Option<String>| {
             let state = state.clone();
             async move {
+                if let Some(ban) = &viewer.banned {
+                    return Err(warp::reject::custom(ApiError::banned(ban)));
+                }
                 let Some(user) = &viewer.user else {
                     return Err(warp::reject::custom(ApiError::unauthorized("sign in first")));
                 };

@@ -5,6 +5,7 @@
 //! Handlers validate, call `db`, and reply. They hold no SQL and no stream
 //! logic.
 
+pub mod admin;
 pub mod auth;
 pub mod comments;
 pub mod error;
@@ -37,6 +38,10 @@ pub fn routes(
     let api = auth::routes(state.clone())
         .or(threads::routes(state.clone()))
         .unify()
+        .or(threads::pin_routes(state.clone()))
+        .unify()
+        .or(admin::routes(state.clone()))
+        .unify()
         .or(comments::routes(state.clone()))
         .unify()
         .or(likes::routes(state.clone()))
@@ -45,7 +50,7 @@ pub fn routes(
         .unify()
         .or(status::routes(state.clone()))
         .unify()
-        .or(crate::web::routes())
+        .or(crate::web::routes(state.clone()))
         .unify()
         .or(preflight())
         .unify()
@@ -104,14 +109,19 @@ fn route_label(path: &str) -> &'static str {
         "/api/community/like",
         events::PATH,
         "/api/community/stats",
+        "/api/admin/log",
     ];
     if let Some(fixed) = FIXED.iter().find(|fixed| **fixed == path) {
         return fixed;
     }
     if path.starts_with("/api/community/threads/") {
         "/api/community/threads/:id"
+    } else if path.starts_with("/api/admin/users/") {
+        "/api/admin/users/:id/ban"
     } else if path.starts_with("/api/community/comments/") {
         "/api/community/comments/:id"
+    } else if path.starts_with("/t/") {
+        "/t/:id"
     } else if path.starts_with("/assets/") {
         "/assets/:name"
     } else {
@@ -233,7 +243,7 @@ fn with_cors(origins: &[String], origin: Option<&str>, mut response: Response) -
         );
         headers.insert(
             "access-control-allow-methods",
-            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
         );
         headers.insert(
             "access-control-allow-headers",

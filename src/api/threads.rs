@@ -1,5 +1,6 @@
-//! Threads: the newest-first list, one thread with its comments, creating
-//! and deleting.
+//! Threads: the list (pinned first, then newest first), one thread with
+//! its comments, creating, editing and deleting, and a moderator's lock
+//! and pin.
 
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
@@ -10,7 +11,7 @@ use super::error::{respond, ApiError};
 use super::identity;
 use super::{json_body, json_reply, text_field};
 use crate::auth::Viewer;
-use crate::db::{Cursor, DbError, Json, Removal};
+use crate::db::{Actor, Cursor, DbError, Edit, Flag, Json, Removal};
 use crate::State;
 
 const DEFAULT_PAGE: usize = 20;
@@ -24,8 +25,18 @@ pub fn routes(state: State) -> impl Filter<Extract = (Response,), Error = Reject
         .unify()
         .or(create(state.clone()))
         .unify()
-        .or(delete(state))
+        .or(edit(state.clone()))
         .unify()
+        .or(delete(state.clone()))
+        .unify()
+        .or(flag(state, Flag::Locked))
+        .unify()
+}
+
+/// The pin routes (kept apart from `routes` so no filter chain grows too
+/// deep for the compiler).
+pub fn pin_routes(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    flag(state, Flag::Pinned)
 }
 
 #[derive(Deserialize)]
@@ -79,20 +90,29 @@ async fn handle_list(state: State, query: ListQuery, viewer: Viewer) -> Result<R
     Ok(json_reply(StatusCode::OK, &page))
 }
 
+/// A cursor among the pinned threads starts with this.
+const PINNED: &str = "pinned|";
+
 fn encode_cursor(cursor: &Cursor) -> String {
-    format!("{}|{}", cursor.created_at, cursor.id)
+    let pinned = if cursor.pinned { PINNED } else { "" };
+    format!("{pinned}{}|{}", cursor.created_at, cursor.id)
 }
 
 fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
-    match raw.split_once('|') {
-        Some((created_at, id)) if !created_at.is_empty() && !id.is_empty() => Ok(Cursor {
+    let split = |text: &str, pinned: bool| match text.split_once('|') {
+        Some((created_at, id)) if !created_at.is_empty() && !id.is_empty() => Some(Cursor {
+            pinned,
             created_at: created_at.to_string(),
             id: id.to_string(),
         }),
-        _ => Err(ApiError::bad_request(
-            "before must be a nextCursor value from an earlier page",
-        )),
-    }
+        _ => None,
+    };
+    raw.strip_prefix(PINNED)
+        .and_then(|rest| split(rest, true))
+        .or_else(|| split(raw, false))
+        .ok_or_else(|| {
+            ApiError::bad_request("before must be a nextCursor value from an earlier page")
+        })
 }
 
 /// GET /api/community/threads/:id
@@ -152,6 +172,70 @@ async fn handle_create(
     Ok(json_reply(StatusCode::CREATED, &Created { thread }))
 }
 
+#[derive(Deserialize)]
+struct ThreadEdit {
+    title: Option<String>,
+    content: Option<String>,
+}
+
+/// PATCH /api/community/threads/:id
+fn edit(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "community" / "threads" / String)
+        .and(warp::patch())
+        .and(identity::author(state.clone()))
+        .and(json_body())
+        .then(move |id, author, body| {
+            let state = state.clone();
+            async move { respond(handle_edit(state, id, author, body).await) }
+        })
+}
+
+async fn handle_edit(
+    state: State,
+    id: String,
+    author: Viewer,
+    body: ThreadEdit,
+) -> Result<Response, ApiError> {
+    if body.title.is_none() && body.content.is_none() {
+        return Err(ApiError::bad_request(
+            "send title, content or both: the fields to change",
+        ));
+    }
+    let title = body
+        .title
+        .map(|title| text_field("title", Some(title), 1, MAX_TITLE))
+        .transpose()?;
+    let content = body
+        .content
+        .map(|content| text_field("content", Some(content), 1, MAX_CONTENT))
+        .transpose()?;
+    let outcome = state
+        .db
+        .edit_thread(id, actor(&author), title, content)
+        .await?;
+    let thread = edited(outcome, "thread")?;
+    Ok(json_reply(StatusCode::OK, &Created { thread }))
+}
+
+/// Who is acting, from a viewer `identity::author` let through.
+pub fn actor(author: &Viewer) -> Actor {
+    author.user.as_ref().map(Actor::from).unwrap_or(Actor {
+        id: String::new(),
+        moderates: false,
+    })
+}
+
+/// The object an edit left, or why there was none.
+pub fn edited(outcome: Edit, what: &str) -> Result<Json, ApiError> {
+    match outcome {
+        Edit::Done(json) => Ok(json),
+        Edit::Missing => Err(ApiError::not_found(format!("no such {what}"))),
+        Edit::NotYours => Err(ApiError::forbidden(format!(
+            "only its author or a moderator may edit this {what}"
+        ))),
+    }
+}
+
 /// DELETE /api/community/threads/:id
 fn delete(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "community" / "threads" / String)
@@ -160,14 +244,14 @@ fn delete(state: State) -> impl Filter<Extract = (Response,), Error = Rejection>
         .then(move |id: String, author: Viewer| {
             let state = state.clone();
             async move {
-                let user = author.id().unwrap_or_default().to_string();
-                let outcome = state.db.remove_thread(id, user).await;
+                let outcome = state.db.remove_thread(id, actor(&author)).await;
                 respond(removal(outcome, "thread"))
             }
         })
 }
 
-/// The reply to a delete of something only its author may delete.
+/// The reply to a delete of something only its author or a moderator
+/// may delete.
 pub fn removal(outcome: Result<Removal, DbError>, what: &str) -> Result<Response, ApiError> {
     match outcome? {
         Removal::Removed => {
@@ -175,9 +259,59 @@ pub fn removal(outcome: Result<Removal, DbError>, what: &str) -> Result<Response
         }
         Removal::Missing => Err(ApiError::not_found(format!("no such {what}"))),
         Removal::NotYours => Err(ApiError::forbidden(format!(
-            "only its author may delete this {what}"
+            "only its author or a moderator may delete this {what}"
         ))),
     }
+}
+
+/// PUT and DELETE /api/community/threads/:id/lock (or `/pin`)
+fn flag(state: State, flag: Flag) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let name = match flag {
+        Flag::Locked => "lock",
+        Flag::Pinned => "pin",
+    };
+    let on = warp::put()
+        .map(|| true)
+        .or(warp::delete().map(|| false))
+        .unify();
+    warp::path!("api" / "community" / "threads" / String / String)
+        .and_then(move |id: String, tail: String| async move {
+            if tail == name {
+                Ok(id)
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .and(on)
+        .and(identity::author(state.clone()))
+        .then(move |id: String, on: bool, author: Viewer| {
+            let state = state.clone();
+            async move { respond(handle_flag(state, id, flag, on, author).await) }
+        })
+}
+
+async fn handle_flag(
+    state: State,
+    id: String,
+    flag: Flag,
+    on: bool,
+    author: Viewer,
+) -> Result<Response, ApiError> {
+    let Some(user) = author.user.filter(|user| user.moderates()) else {
+        let what = match flag {
+            Flag::Locked => "lock and unlock",
+            Flag::Pinned => "pin and unpin",
+        };
+        return Err(ApiError::forbidden(format!(
+            "only moderators and admins may {what} threads"
+        )));
+    };
+    let thread = state
+        .db
+        .set_flag(id, user.id, flag, on)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such thread"))?;
+    Ok(json_reply(StatusCode::OK, &Created { thread }))
 }
 
 #[cfg(test)]
@@ -193,8 +327,12 @@ mod tests {
         }
 
         #[test]
-        fn every_cursor_survives_the_round_trip(at in "[0-9T:.Z-]{1,24}", id in "[^|]{1,36}") {
-            let cursor = Cursor { created_at: at, id };
+        fn every_cursor_survives_the_round_trip(
+            pinned: bool,
+            at in "[0-9T:.Z-]{1,24}",
+            id in "[^|]{1,36}",
+        ) {
+            let cursor = Cursor { pinned, created_at: at, id };
             proptest::prop_assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
         }
     }

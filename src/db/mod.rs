@@ -58,11 +58,140 @@ pub type Json = Box<serde_json::value::RawValue>;
 pub struct User {
     pub id: String,
     pub username: String,
+    pub role: Role,
+    /// The ban in force on them, if any (never sent: a banned user is
+    /// answered with an error that says so).
+    #[serde(skip)]
+    pub ban: Option<Ban>,
 }
 
-/// Where a page of the newest-first list continues: the last thread shown.
+impl User {
+    /// A new member, not banned.
+    pub fn member(id: String, username: String) -> User {
+        User {
+            id,
+            username,
+            role: Role::Member,
+            ban: None,
+        }
+    }
+
+    /// Whether they may moderate: delete, edit, lock and pin anything.
+    pub fn moderates(&self) -> bool {
+        matches!(self.role, Role::Moderator | Role::Admin)
+    }
+}
+
+/// What a user may do beyond their own posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Moderator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Role, String> {
+        match text {
+            "member" => Ok(Role::Member),
+            "moderator" => Ok(Role::Moderator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "{other:?} is not a role: use member, moderator or admin"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A ban in force: why, and until when (`None`: until lifted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    pub reason: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Who is acting on a post: its author may, and so may a moderator.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: String,
+    pub moderates: bool,
+}
+
+impl From<&User> for Actor {
+    fn from(user: &User) -> Actor {
+        Actor {
+            id: user.id.clone(),
+            moderates: user.moderates(),
+        }
+    }
+}
+
+/// The outcome of an edit.
+#[derive(Debug)]
+pub enum Edit {
+    /// The object afterwards, as the actor sees it (edited or unchanged).
+    Done(Json),
+    Missing,
+    NotYours,
+}
+
+/// The outcome of a new comment.
+#[derive(Debug)]
+pub enum Posted {
+    Added(Json),
+    /// No such thread.
+    Missing,
+    /// The thread is locked and the author does not moderate.
+    Locked,
+}
+
+/// A thread's switch a moderator flips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    Locked,
+    Pinned,
+}
+
+/// The outcome of a ban.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Banning {
+    Done,
+    Missing,
+    /// Admins are not banned (change their role first).
+    Admin,
+}
+
+/// A role change by `stoa role`: the user and their role before.
+#[derive(Debug)]
+pub struct RoleChange {
+    pub user: User,
+    pub before: Role,
+}
+
+/// Where a page of the list (pinned first, then newest first) continues:
+/// the last thread shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
+    pub pinned: bool,
     pub created_at: String,
     pub id: String,
 }
@@ -93,7 +222,8 @@ pub enum Target {
     Comment(String),
 }
 
-/// The outcome of removing something only its author may remove.
+/// The outcome of removing something only its author (or a moderator)
+/// may remove.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Removal {
     Removed,
@@ -312,7 +442,8 @@ impl Db {
         on_backend!(self, store => store.start_session(token_hash, user_id, expires_at))
     }
 
-    /// The user a live (unexpired) session belongs to.
+    /// The user a live (unexpired) session belongs to; also the user of
+    /// an ended session while they are banned, with `ban` set.
     pub async fn session_user(&self, token_hash: String) -> DbResult<Option<User>> {
         let now = timestamp(Utc::now());
         on_backend!(self, store => store.session_user(token_hash, now))
@@ -354,15 +485,74 @@ impl Db {
         on_backend!(self, store => store.thread_with_comments(id, viewer))
     }
 
-    /// Adds a comment; `None` when the thread does not exist.
+    /// Adds a comment, unless the thread is missing or locked (to those
+    /// who do not moderate).
     pub async fn add_comment(
         &self,
         id: String,
         thread_id: String,
-        author_id: String,
+        author: Actor,
         content: String,
+    ) -> DbResult<Posted> {
+        on_backend!(self, store => store.add_comment(id, thread_id, author, content))
+    }
+
+    /// Changes a thread's title and/or content, if `actor` wrote it or
+    /// moderates; an edit that changes nothing stores (and sends) nothing.
+    pub async fn edit_thread(
+        &self,
+        id: String,
+        actor: Actor,
+        title: Option<String>,
+        content: Option<String>,
+    ) -> DbResult<Edit> {
+        on_backend!(self, store => store.edit_thread(id, actor, title, content))
+    }
+
+    /// Changes a comment's content, if `actor` wrote it or moderates.
+    pub async fn edit_comment(&self, id: String, actor: Actor, content: String) -> DbResult<Edit> {
+        on_backend!(self, store => store.edit_comment(id, actor, content))
+    }
+
+    /// Locks or unlocks, pins or unpins a thread (by a moderator), and
+    /// logs it when it changed; `None` when there is no such thread.
+    pub async fn set_flag(
+        &self,
+        id: String,
+        actor_id: String,
+        flag: Flag,
+        on: bool,
     ) -> DbResult<Option<Json>> {
-        on_backend!(self, store => store.add_comment(id, thread_id, author_id, content))
+        on_backend!(self, store => store.set_flag(id, actor_id, flag, on))
+    }
+
+    /// Sets the role of `username` (for `stoa role`), logged; `None` when
+    /// there is no such user.
+    pub async fn set_role(&self, username: String, role: Role) -> DbResult<Option<RoleChange>> {
+        on_backend!(self, store => store.set_role(username, role))
+    }
+
+    /// Bans a user (ending their sessions and streams), logged.
+    pub async fn ban(
+        &self,
+        user_id: String,
+        actor_id: String,
+        reason: Option<String>,
+        until: Option<DateTime<Utc>>,
+    ) -> DbResult<Banning> {
+        let until = until.map(timestamp);
+        on_backend!(self, store => store.ban(user_id, actor_id, reason, until))
+    }
+
+    /// Lifts a user's ban, logged; `false` when there is no such user.
+    pub async fn unban(&self, user_id: String, actor_id: String) -> DbResult<bool> {
+        on_backend!(self, store => store.unban(user_id, actor_id))
+    }
+
+    /// Up to `limit` moderation log entries, newest first, with ids below
+    /// `before`.
+    pub async fn moderation_log(&self, limit: usize, before: Option<i64>) -> DbResult<Vec<Json>> {
+        on_backend!(self, store => store.moderation_log(limit, before))
     }
 
     /// Sets or clears `user_id`'s like; the target's like count afterwards,
@@ -376,14 +566,15 @@ impl Db {
         on_backend!(self, store => store.set_like(user_id, target, liked))
     }
 
-    /// Removes a thread (its comments and likes with it) if `user_id` wrote it.
-    pub async fn remove_thread(&self, id: String, user_id: String) -> DbResult<Removal> {
-        on_backend!(self, store => store.remove_thread(id, user_id))
+    /// Removes a thread (its comments and likes with it) if `actor` wrote
+    /// it or moderates; a moderator's removal of another's thread is logged.
+    pub async fn remove_thread(&self, id: String, actor: Actor) -> DbResult<Removal> {
+        on_backend!(self, store => store.remove_thread(id, actor))
     }
 
-    /// Removes a comment if `user_id` wrote it.
-    pub async fn remove_comment(&self, id: String, user_id: String) -> DbResult<Removal> {
-        on_backend!(self, store => store.remove_comment(id, user_id))
+    /// Removes a comment if `actor` wrote it or moderates (logged then).
+    pub async fn remove_comment(&self, id: String, actor: Actor) -> DbResult<Removal> {
+        on_backend!(self, store => store.remove_comment(id, actor))
     }
 
     /// Up to `limit` events with ids above `after`, in id order.

@@ -585,3 +585,51 @@ async fn a_rolling_restart_with_a_migration_fails_only_what_was_in_flight() {
         acknowledged.len()
     );
 }
+
+#[tokio::test]
+async fn a_ban_through_one_node_closes_the_users_streams_on_every_node() {
+    let cluster = Cluster::from_env();
+    let front = cluster.front();
+    let admin_name = unique("admin");
+    let admin = front.register(&admin_name).await;
+    let banned = front.register(&unique("banned")).await;
+    crate::backend::execute_outside(
+        &cluster.db,
+        &format!("UPDATE users SET role = 'admin' WHERE id = '{}'", admin.id),
+    )
+    .await;
+    let bearer = format!("Bearer {}", banned.token);
+    let mut streams = Vec::new();
+    for n in 1..=cluster.nodes.len() {
+        streams.push(
+            cluster
+                .node(n)
+                .events("", &[("Authorization", bearer.as_str())])
+                .await,
+        );
+    }
+    let answer = cluster
+        .node(1)
+        .try_ban(
+            &admin,
+            &banned.id,
+            serde_json::json!({"reason": "cluster test"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text);
+    for (n, stream) in streams.iter_mut().enumerate() {
+        let event = stream.next_event().await;
+        assert_eq!(event.kind(), "banned", "node {}", n + 1);
+        assert!(
+            stream.ends_within(Duration::from_secs(5)).await,
+            "node {} closes the banned user's stream",
+            n + 1
+        );
+    }
+    let refused = cluster
+        .node(cluster.nodes.len())
+        .try_create_thread(&banned, "after the ban", "x")
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.body["error"]["code"], "banned");
+}

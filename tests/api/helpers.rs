@@ -80,10 +80,27 @@ pub mod paths {
         format!("{THREADS}/{id}")
     }
 
-    /// `DELETE` one comment.
+    /// `PATCH` or `DELETE` one comment.
     pub fn comment(id: &str) -> String {
         format!("/api/community/comments/{id}")
     }
+
+    /// `PUT` or `DELETE` a thread's lock.
+    pub fn lock(id: &str) -> String {
+        format!("{THREADS}/{id}/lock")
+    }
+
+    /// `PUT` or `DELETE` a thread's pin.
+    pub fn pin(id: &str) -> String {
+        format!("{THREADS}/{id}/pin")
+    }
+
+    /// `PUT` or `DELETE` a user's ban.
+    pub fn ban(user_id: &str) -> String {
+        format!("/api/admin/users/{user_id}/ban")
+    }
+
+    pub const MODERATION_LOG: &str = "/api/admin/log";
 }
 
 /// An answer as the client saw it, for callers that check statuses and
@@ -476,6 +493,95 @@ impl TestApp {
         self.try_delete_comment(who, comment_id)
             .await
             .expect_status(StatusCode::NO_CONTENT);
+    }
+
+    /// `PATCH /api/community/threads/:id` with `body` (`title`, `content`)
+    pub async fn try_edit_thread(&self, who: &Session, thread_id: &str, body: Value) -> Answer {
+        self.call(
+            Method::PATCH,
+            &paths::thread(thread_id),
+            Some(who),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn edit_thread(&self, who: &Session, thread_id: &str, body: Value) -> Value {
+        self.try_edit_thread(who, thread_id, body)
+            .await
+            .expect_status(StatusCode::OK)["thread"]
+            .clone()
+    }
+
+    /// `PATCH /api/community/comments/:id` `{content}`
+    pub async fn try_edit_comment(&self, who: &Session, comment_id: &str, content: &str) -> Answer {
+        let body = json!({ "content": content });
+        self.call(
+            Method::PATCH,
+            &paths::comment(comment_id),
+            Some(who),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn edit_comment(&self, who: &Session, comment_id: &str, content: &str) -> Value {
+        self.try_edit_comment(who, comment_id, content)
+            .await
+            .expect_status(StatusCode::OK)["comment"]
+            .clone()
+    }
+
+    /// `PUT` (`on`) or `DELETE` `/api/community/threads/:id/lock`
+    pub async fn try_lock(&self, who: &Session, thread_id: &str, on: bool) -> Answer {
+        let method = if on { Method::PUT } else { Method::DELETE };
+        self.call(method, &paths::lock(thread_id), Some(who), None)
+            .await
+    }
+
+    /// `PUT` (`on`) or `DELETE` `/api/community/threads/:id/pin`
+    pub async fn try_pin(&self, who: &Session, thread_id: &str, on: bool) -> Answer {
+        let method = if on { Method::PUT } else { Method::DELETE };
+        self.call(method, &paths::pin(thread_id), Some(who), None)
+            .await
+    }
+
+    /// `PUT /api/admin/users/:id/ban` with `body` (`reason`, `until`)
+    pub async fn try_ban(&self, who: &Session, user_id: &str, body: Value) -> Answer {
+        self.call(Method::PUT, &paths::ban(user_id), Some(who), Some(body))
+            .await
+    }
+
+    /// `DELETE /api/admin/users/:id/ban`
+    pub async fn try_unban(&self, who: &Session, user_id: &str) -> Answer {
+        self.call(Method::DELETE, &paths::ban(user_id), Some(who), None)
+            .await
+    }
+
+    /// `GET /api/admin/log`
+    pub async fn try_moderation_log(&self, who: Option<&Session>) -> Answer {
+        self.call(Method::GET, paths::MODERATION_LOG, who, None)
+            .await
+    }
+
+    /// Gives `username` a role on this server's database, as `stoa role`
+    /// does (the same `Db` method, without starting a process).
+    pub async fn set_role(&self, username: &str, role: &str) {
+        let db = stoa::db::Db::open(
+            &self.config.db,
+            stoa::db::OpenSettings {
+                busy_timeout: Duration::from_secs(5),
+                pool_size: 1,
+            },
+            Default::default(),
+        )
+        .await
+        .expect("the database opens");
+        db.set_role(username.into(), role.parse().unwrap())
+            .await
+            .expect("the role is set")
+            .expect("the user exists");
+        db.close().await.unwrap();
     }
 
     /// `GET /api/community/events` + `query` (`""` or `"?…"`): the request

@@ -19,6 +19,8 @@ mod scenarios;
 mod stream;
 // The forum API: paging, sessions, CORS, text, health.
 mod forum;
+// Editing, roles, moderation and bans: edits from outside, `stoa role`.
+mod moderation;
 // The real binary killed with SIGKILL mid-write.
 mod crash;
 // The real binary: SIGTERM under load, two processes on one database.

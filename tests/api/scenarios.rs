@@ -196,6 +196,11 @@ impl Runner {
             self.users.insert(name.to_string(), session);
             return Ok(());
         }
+        if let Some(name) = step["setRole"].as_str() {
+            let role = step["role"].as_str().ok_or("setRole needs a role")?;
+            self.app().set_role(name, role).await;
+            return Ok(());
+        }
         if let Some(name) = step["connect"].as_str() {
             return self.connect(name, step).await;
         }
@@ -225,6 +230,13 @@ impl Runner {
             let extra = stream.drain_events(Duration::from_millis(300)).await;
             return compare_events(&extra, &[], &self.vars)
                 .map_err(|table| format!("{name} should have seen nothing more: {table}"));
+        }
+        if let Some(name) = step["expectClosed"].as_str() {
+            let stream = self.stream(name)?;
+            if !stream.ends_within(Duration::from_secs(5)).await {
+                return Err(format!("the server should have closed {name}'s stream"));
+            }
+            return Ok(());
         }
         if step.get("restart").is_some() {
             for client in self.clients.values_mut() {
@@ -373,6 +385,35 @@ impl Runner {
             "unlikeComment" => app.try_unlike_comment(&user, &saved("comment")?).await,
             "deleteThread" => app.try_delete_thread(&user, &saved("thread")?).await,
             "deleteComment" => app.try_delete_comment(&user, &saved("comment")?).await,
+            "editThread" => {
+                let mut body = serde_json::Map::new();
+                for key in ["title", "content"] {
+                    if let Some(value) = step.get(key) {
+                        body.insert(key.into(), value.clone());
+                    }
+                }
+                app.try_edit_thread(&user, &saved("thread")?, Value::Object(body))
+                    .await
+            }
+            "editComment" => {
+                app.try_edit_comment(&user, &saved("comment")?, text("content")?)
+                    .await
+            }
+            "lockThread" => app.try_lock(&user, &saved("thread")?, true).await,
+            "unlockThread" => app.try_lock(&user, &saved("thread")?, false).await,
+            "pinThread" => app.try_pin(&user, &saved("thread")?, true).await,
+            "unpinThread" => app.try_pin(&user, &saved("thread")?, false).await,
+            "ban" => {
+                let mut body = serde_json::Map::new();
+                for key in ["reason", "until"] {
+                    if let Some(value) = step.get(key) {
+                        body.insert(key.into(), value.clone());
+                    }
+                }
+                app.try_ban(&user, &saved("user")?, Value::Object(body))
+                    .await
+            }
+            "unban" => app.try_unban(&user, &saved("user")?).await,
             other => return Err(format!("unknown action {other}")),
         };
         if step.get("status").is_none() && !answer.status.is_success() {

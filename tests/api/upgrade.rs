@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio_rusqlite::rusqlite::Connection;
 
-use crate::backend::sqlite_connection;
+use crate::backend::{execute_outside, sqlite_connection};
 use crate::helpers::{spawn_app_with, test_config, Page};
 use stoa::config::Database;
 
@@ -111,6 +111,27 @@ async fn a_database_from_the_release_before_migrations_is_upgraded_in_place() {
     };
     assert_eq!(next.id_number(), Some(10));
     assert_eq!(next.kind(), "new_thread");
+
+    // The old release's rows take part in what the migrations added: an
+    // edit made from outside is captured and stamped, and the thread is
+    // neither locked nor pinned.
+    execute_outside(
+        &Database::Sqlite(path.clone()),
+        "UPDATE threads SET title = 'Renamed after the upgrade' WHERE id = 't-1'",
+    )
+    .await;
+    let edit = stream.next_event().await;
+    assert_eq!(
+        (edit.id_number(), edit.kind().as_str()),
+        (Some(11), "thread_edited")
+    );
+    let thread = &edit.json()["data"]["thread"];
+    assert_eq!(thread["title"], "Renamed after the upgrade");
+    assert!(thread["editedAt"].is_string(), "{thread}");
+    assert_eq!(
+        (&thread["locked"], &thread["pinned"]),
+        (&json!(false), &json!(false))
+    );
 
     let conn = sqlite_connection(&path);
     let version: i64 = conn

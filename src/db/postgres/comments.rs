@@ -2,27 +2,41 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{execute, json, optional, rows};
-use crate::db::{DbResult, Json, Removal};
+use super::{execute, json, log, optional, rows};
+use crate::db::{Actor, DbResult, Edit, Json, Posted, Removal};
 
-/// Adds a comment; `None` when the thread does not exist (or is removed
-/// by another node meanwhile: the thread is share-locked first).
+/// Adds a comment, unless the thread is missing, or locked and the author
+/// does not moderate. The thread is share-locked first, so it is neither
+/// removed nor locked by another node meanwhile.
 pub async fn insert<C: GenericClient>(
     conn: &C,
     id: &str,
     thread_id: &str,
-    author_id: &str,
+    author: &Actor,
     content: &str,
-) -> DbResult<Option<Json>> {
-    let row = optional(
+) -> DbResult<Posted> {
+    let locked = optional(
         conn,
-        "INSERT INTO comments (id, thread_id, author_id, content)
-         SELECT $1, id, $3, $4 FROM threads WHERE id = $2 FOR KEY SHARE
-         RETURNING stoa_comment_json(comments, NULL)::text",
-        &[&id, &thread_id, &author_id, &content],
+        "SELECT locked FROM threads WHERE id = $1 FOR SHARE",
+        &[&thread_id],
     )
     .await?;
-    row.map(|row| json(row.get(0))).transpose()
+    match locked.map(|row| row.get::<_, bool>(0)) {
+        None => return Ok(Posted::Missing),
+        Some(true) if !author.moderates => return Ok(Posted::Locked),
+        Some(_) => {}
+    }
+    let row = optional(
+        conn,
+        "INSERT INTO comments (id, thread_id, author_id, content) VALUES ($1, $2, $3, $4)
+         RETURNING stoa_comment_json(comments, NULL)::text",
+        &[&id, &thread_id, &author.id, &content],
+    )
+    .await?;
+    match row {
+        Some(row) => Ok(Posted::Added(json(row.get(0))?)),
+        None => Ok(Posted::Missing),
+    }
 }
 
 /// A thread's comments, oldest first, as `viewer` sees them.
@@ -41,20 +55,64 @@ pub async fn for_thread<C: GenericClient>(
     found.into_iter().map(|row| json(row.get(0))).collect()
 }
 
-/// Removes a comment if `user_id` wrote it.
-pub async fn delete<C: GenericClient>(conn: &C, id: &str, user_id: &str) -> DbResult<Removal> {
-    let author = optional(
+/// The author and content of a comment, locked against concurrent change.
+async fn locked_row<C: GenericClient>(conn: &C, id: &str) -> DbResult<Option<(String, String)>> {
+    let row = optional(
         conn,
-        "SELECT author_id FROM comments WHERE id = $1 FOR UPDATE",
+        "SELECT author_id, content FROM comments WHERE id = $1 FOR UPDATE",
         &[&id],
     )
     .await?;
-    Ok(match author.map(|row| row.get::<_, String>(0)) {
+    Ok(row.map(|row| (row.get(0), row.get(1))))
+}
+
+/// Removes a comment if `actor` wrote it or moderates; the removal of
+/// another's comment is logged.
+pub async fn delete<C: GenericClient>(conn: &C, id: &str, actor: &Actor) -> DbResult<Removal> {
+    Ok(match locked_row(conn, id).await? {
         None => Removal::Missing,
-        Some(author) if author != user_id => Removal::NotYours,
-        Some(_) => {
+        Some((author, _)) if author != actor.id && !actor.moderates => Removal::NotYours,
+        Some((author, content)) => {
+            if author != actor.id {
+                log::write(
+                    conn,
+                    Some(&actor.id),
+                    "delete",
+                    "comment",
+                    id,
+                    Some(&content),
+                    None,
+                )
+                .await?;
+            }
             execute(conn, "DELETE FROM comments WHERE id = $1", &[&id]).await?;
             Removal::Removed
         }
     })
+}
+
+/// Changes the content if `actor` wrote the comment or moderates; the
+/// triggers send `comment_edited` only when it changed.
+pub async fn edit<C: GenericClient>(
+    conn: &C,
+    id: &str,
+    actor: &Actor,
+    content: &str,
+) -> DbResult<Edit> {
+    match locked_row(conn, id).await? {
+        None => return Ok(Edit::Missing),
+        Some((author, _)) if author != actor.id && !actor.moderates => return Ok(Edit::NotYours),
+        Some(_) => {}
+    }
+    let row = optional(
+        conn,
+        "UPDATE comments SET content = $2 WHERE id = $1
+         RETURNING stoa_comment_json(comments, $3)::text",
+        &[&id, &content, &actor.id],
+    )
+    .await?;
+    match row {
+        Some(row) => Ok(Edit::Done(json(row.get(0))?)),
+        None => Ok(Edit::Missing),
+    }
 }

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "cached plans for the JSON builders",
         include_str!("migrations/0003_cached_json_plans.sql"),
     ),
+    ("moderation", include_str!("migrations/0004_moderation.sql")),
     #[cfg(feature = "test-migration")]
     ("a no-op for the rolling-restart test", "SELECT 1"),
 ];

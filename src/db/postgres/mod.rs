@@ -11,6 +11,7 @@
 
 mod comments;
 mod likes;
+mod log;
 mod migrate;
 pub mod outbox;
 mod sessions;
@@ -31,8 +32,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::{
-    Cursor, DbError, DbResult, Json, Range, Removal, Row, Target, ThreadPage, ThreadWithComments,
-    User,
+    Actor, Banning, Cursor, DbError, DbResult, Edit, Flag, Json, Posted, Range, Removal, Role,
+    RoleChange, Row, Target, ThreadPage, ThreadWithComments, User,
 };
 use crate::fixtures::DataSet;
 
@@ -419,16 +420,97 @@ impl Store {
         &self,
         id: String,
         thread_id: String,
-        author_id: String,
+        author: Actor,
         content: String,
-    ) -> DbResult<Option<Json>> {
+    ) -> DbResult<Posted> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(
+                    async move { comments::insert(conn, &id, &thread_id, &author, &content).await },
+                )
+            })
+            .await
+    }
+
+    pub async fn edit_thread(
+        &self,
+        id: String,
+        actor: Actor,
+        title: Option<String>,
+        content: Option<String>,
+    ) -> DbResult<Edit> {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    comments::insert(conn, &id, &thread_id, &author_id, &content).await
+                    threads::edit(conn, &id, &actor, title.as_deref(), content.as_deref()).await
                 })
             })
             .await
+    }
+
+    pub async fn edit_comment(&self, id: String, actor: Actor, content: String) -> DbResult<Edit> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move { comments::edit(conn, &id, &actor, &content).await })
+            })
+            .await
+    }
+
+    pub async fn set_flag(
+        &self,
+        id: String,
+        actor_id: String,
+        flag: Flag,
+        on: bool,
+    ) -> DbResult<Option<Json>> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move { threads::set_flag(conn, &id, &actor_id, flag, on).await })
+            })
+            .await
+    }
+
+    pub async fn set_role(&self, username: String, role: Role) -> DbResult<Option<RoleChange>> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move { users::set_role(conn, &username, role).await })
+            })
+            .await
+    }
+
+    pub async fn ban(
+        &self,
+        user_id: String,
+        actor_id: String,
+        reason: Option<String>,
+        until: Option<String>,
+    ) -> DbResult<Banning> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    users::ban(
+                        conn,
+                        &user_id,
+                        &actor_id,
+                        reason.as_deref(),
+                        until.as_deref(),
+                    )
+                    .await
+                })
+            })
+            .await
+    }
+
+    pub async fn unban(&self, user_id: String, actor_id: String) -> DbResult<bool> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move { users::unban(conn, &user_id, &actor_id).await })
+            })
+            .await
+    }
+
+    pub async fn moderation_log(&self, limit: usize, before: Option<i64>) -> DbResult<Vec<Json>> {
+        log::page(&self.conn().await?, limit, before).await
     }
 
     pub async fn set_like(
@@ -444,15 +526,15 @@ impl Store {
             .await
     }
 
-    pub async fn remove_thread(&self, id: String, user_id: String) -> DbResult<Removal> {
+    pub async fn remove_thread(&self, id: String, actor: Actor) -> DbResult<Removal> {
         self.writer
-            .write(move |conn| Box::pin(async move { threads::delete(conn, &id, &user_id).await }))
+            .write(move |conn| Box::pin(async move { threads::delete(conn, &id, &actor).await }))
             .await
     }
 
-    pub async fn remove_comment(&self, id: String, user_id: String) -> DbResult<Removal> {
+    pub async fn remove_comment(&self, id: String, actor: Actor) -> DbResult<Removal> {
         self.writer
-            .write(move |conn| Box::pin(async move { comments::delete(conn, &id, &user_id).await }))
+            .write(move |conn| Box::pin(async move { comments::delete(conn, &id, &actor).await }))
             .await
     }
 
@@ -515,8 +597,8 @@ async fn load_fixture(conn: &Transaction<'_>, data: &DataSet, hashes: &[String])
             Some((user, _)) => user.id,
             None => {
                 let user = User {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    username: sample.username.clone(),
+                    role: sample.role,
+                    ..User::member(uuid::Uuid::now_v7().to_string(), sample.username.clone())
                 };
                 users::insert(conn, &user, hash).await?;
                 user.id
@@ -535,7 +617,10 @@ async fn load_fixture(conn: &Transaction<'_>, data: &DataSet, hashes: &[String])
         threads::insert(conn, &thread_id, &author, &sample.title, &sample.content).await?;
         for comment in &sample.comments {
             let id = uuid::Uuid::now_v7().to_string();
-            let author = id_of(&comment.author)?;
+            let author = Actor {
+                id: id_of(&comment.author)?,
+                moderates: true,
+            };
             comments::insert(conn, &id, &thread_id, &author, &comment.content).await?;
         }
         for liker in &sample.likes {

@@ -3,7 +3,7 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{execute, optional};
+use super::{execute, optional, users};
 use crate::db::{DbResult, User};
 
 pub async fn insert<C: GenericClient>(
@@ -21,7 +21,9 @@ pub async fn insert<C: GenericClient>(
     Ok(())
 }
 
-/// The user a live (unexpired) session belongs to.
+/// The user a live (unexpired) session belongs to; also the user of an
+/// ended one while a ban is in force on them (a ban ends every session),
+/// so they can be told they are banned.
 pub async fn user_for<C: GenericClient>(
     conn: &C,
     token_hash: &str,
@@ -29,15 +31,21 @@ pub async fn user_for<C: GenericClient>(
 ) -> DbResult<Option<User>> {
     let row = optional(
         conn,
-        "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = $1 AND s.expires_at > $2::text::timestamptz",
+        &format!(
+            "SELECT {}, s.expires_at > $2::text::timestamptz
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1",
+            users::COLUMNS
+        ),
         &[&token_hash, &now],
     )
     .await?;
-    Ok(row.map(|row| User {
-        id: row.get(0),
-        username: row.get(1),
-    }))
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let user = users::from_row(&row, 0)?;
+    let live: bool = row.get(6);
+    Ok((live || user.ban.is_some()).then_some(user))
 }
 
 pub async fn delete<C: GenericClient>(conn: &C, token_hash: &str) -> DbResult<()> {

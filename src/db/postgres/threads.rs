@@ -3,8 +3,8 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{execute, json, one, optional, rows};
-use crate::db::{Cursor, DbResult, Json, Removal};
+use super::{execute, json, log, one, optional, rows};
+use crate::db::{Actor, Cursor, DbResult, Edit, Flag, Json, Removal};
 
 pub async fn insert<C: GenericClient>(
     conn: &C,
@@ -23,34 +23,44 @@ pub async fn insert<C: GenericClient>(
     json(row.get(0))
 }
 
-/// Up to `limit` threads, newest first, strictly after `before`; each with
-/// the cursor that continues after it.
+/// Up to `limit` threads, pinned first and then newest first, strictly
+/// after `before`; each with the cursor that continues after it.
 pub async fn page<C: GenericClient>(
     conn: &C,
     viewer: Option<&str>,
     limit: usize,
     before: Option<&Cursor>,
 ) -> DbResult<Vec<(Cursor, Json)>> {
-    let (before_at, before_id) = (
+    let (before_pinned, before_at, before_id) = (
+        before.map(|c| c.pinned),
         before.map(|c| c.created_at.as_str()),
         before.map(|c| c.id.as_str()),
     );
     let found = rows(
         conn,
-        "SELECT stoa_time(t.created_at), t.id, stoa_thread_json(t, $1)::text FROM threads t
-         WHERE $2::text IS NULL OR (t.created_at, t.id) < ($2::text::timestamptz, $3::text)
-         ORDER BY t.created_at DESC, t.id DESC LIMIT $4",
-        &[&viewer, &before_at, &before_id, &(limit as i64)],
+        "SELECT t.pinned, stoa_time(t.created_at), t.id, stoa_thread_json(t, $1)::text
+         FROM threads t
+         WHERE $3::text IS NULL
+            OR (t.pinned, t.created_at, t.id) < ($2::bool, $3::text::timestamptz, $4::text)
+         ORDER BY t.pinned DESC, t.created_at DESC, t.id DESC LIMIT $5",
+        &[
+            &viewer,
+            &before_pinned,
+            &before_at,
+            &before_id,
+            &(limit as i64),
+        ],
     )
     .await?;
     found
         .into_iter()
         .map(|row| {
             let cursor = Cursor {
-                created_at: row.get(0),
-                id: row.get(1),
+                pinned: row.get(0),
+                created_at: row.get(1),
+                id: row.get(2),
             };
-            Ok((cursor, json(row.get(2))?))
+            Ok((cursor, json(row.get(3))?))
         })
         .collect()
 }
@@ -74,20 +84,97 @@ pub async fn get<C: GenericClient>(
     row.map(|row| json(row.get(0))).transpose()
 }
 
-/// Removes a thread (its comments and likes go with it) if `user_id` wrote it.
-pub async fn delete<C: GenericClient>(conn: &C, id: &str, user_id: &str) -> DbResult<Removal> {
-    let author = optional(
+/// The author and title of a thread, locked against concurrent change.
+async fn locked_row<C: GenericClient>(conn: &C, id: &str) -> DbResult<Option<(String, String)>> {
+    let row = optional(
         conn,
-        "SELECT author_id FROM threads WHERE id = $1 FOR UPDATE",
+        "SELECT author_id, title FROM threads WHERE id = $1 FOR UPDATE",
         &[&id],
     )
     .await?;
-    Ok(match author.map(|row| row.get::<_, String>(0)) {
+    Ok(row.map(|row| (row.get(0), row.get(1))))
+}
+
+/// Removes a thread (its comments and likes go with it) if `actor` wrote
+/// it or moderates; the removal of another's thread is logged.
+pub async fn delete<C: GenericClient>(conn: &C, id: &str, actor: &Actor) -> DbResult<Removal> {
+    Ok(match locked_row(conn, id).await? {
         None => Removal::Missing,
-        Some(author) if author != user_id => Removal::NotYours,
-        Some(_) => {
+        Some((author, _)) if author != actor.id && !actor.moderates => Removal::NotYours,
+        Some((author, title)) => {
+            if author != actor.id {
+                log::write(
+                    conn,
+                    Some(&actor.id),
+                    "delete",
+                    "thread",
+                    id,
+                    Some(&title),
+                    None,
+                )
+                .await?;
+            }
             execute(conn, "DELETE FROM threads WHERE id = $1", &[&id]).await?;
             Removal::Removed
         }
     })
+}
+
+/// Changes the title and/or content if `actor` wrote the thread or
+/// moderates. The triggers stamp `edited_at` and send `thread_edited`
+/// only when something changed.
+pub async fn edit<C: GenericClient>(
+    conn: &C,
+    id: &str,
+    actor: &Actor,
+    title: Option<&str>,
+    content: Option<&str>,
+) -> DbResult<Edit> {
+    match locked_row(conn, id).await? {
+        None => return Ok(Edit::Missing),
+        Some((author, _)) if author != actor.id && !actor.moderates => return Ok(Edit::NotYours),
+        Some(_) => {}
+    }
+    execute(
+        conn,
+        "UPDATE threads SET title = coalesce($2, title), content = coalesce($3, content)
+         WHERE id = $1",
+        &[&id, &title, &content],
+    )
+    .await?;
+    let thread = get(conn, id, Some(&actor.id)).await?;
+    Ok(thread.map_or(Edit::Missing, Edit::Done))
+}
+
+/// Sets `flag` to `on`, logging the change; the thread afterwards as
+/// `actor_id` sees it, or `None` when there is no such thread.
+pub async fn set_flag<C: GenericClient>(
+    conn: &C,
+    id: &str,
+    actor_id: &str,
+    flag: Flag,
+    on: bool,
+) -> DbResult<Option<Json>> {
+    let (sql, action) = match (flag, on) {
+        (Flag::Locked, true) => (
+            "UPDATE threads SET locked = true WHERE id = $1 AND NOT locked",
+            "lock",
+        ),
+        (Flag::Locked, false) => (
+            "UPDATE threads SET locked = false WHERE id = $1 AND locked",
+            "unlock",
+        ),
+        (Flag::Pinned, true) => (
+            "UPDATE threads SET pinned = true WHERE id = $1 AND NOT pinned",
+            "pin",
+        ),
+        (Flag::Pinned, false) => (
+            "UPDATE threads SET pinned = false WHERE id = $1 AND pinned",
+            "unpin",
+        ),
+    };
+    if execute(conn, sql, &[&id]).await? == 1 {
+        log::write(conn, Some(actor_id), action, "thread", id, None, None).await?;
+    }
+    get(conn, id, Some(actor_id)).await
 }

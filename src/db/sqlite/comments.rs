@@ -2,31 +2,40 @@
 
 use tokio_rusqlite::rusqlite::{named_params, params, Connection, OptionalExtension};
 
-use super::{cached_execute, cached_row, json};
-use crate::db::{DbResult, Json, Removal};
+use super::{cached_execute, cached_row, json, log};
+use crate::db::{Actor, DbResult, Edit, Json, Posted, Removal};
 
 const LIKED_BY_VIEWER: &str = "json_set(v.json, '$.likedByMe', json(CASE WHEN EXISTS (
     SELECT 1 FROM likes l WHERE l.comment_id = v.id AND l.user_id = :viewer
 ) THEN 'true' ELSE 'false' END))";
 
-/// Adds a comment; `None` when the thread does not exist.
+/// Adds a comment, unless the thread is missing, or locked and the author
+/// does not moderate.
 pub fn insert(
     conn: &Connection,
     id: &str,
     thread_id: &str,
-    author_id: &str,
+    author: &Actor,
     content: &str,
-) -> DbResult<Option<Json>> {
-    let inserted = cached_execute(
+) -> DbResult<Posted> {
+    let locked: Option<bool> = cached_row(
         conn,
-        "INSERT INTO comments (id, thread_id, author_id, content)
-         SELECT ?1, id, ?3, ?4 FROM threads WHERE id = ?2",
-        params![id, thread_id, author_id, content],
-    )?;
-    if inserted == 0 {
-        return Ok(None);
+        "SELECT locked FROM threads WHERE id = ?1",
+        [thread_id],
+        |row| row.get(0),
+    )
+    .optional()?;
+    match locked {
+        None => return Ok(Posted::Missing),
+        Some(true) if !author.moderates => return Ok(Posted::Locked),
+        Some(_) => {}
     }
-    Ok(Some(cached_row(
+    cached_execute(
+        conn,
+        "INSERT INTO comments (id, thread_id, author_id, content) VALUES (?1, ?2, ?3, ?4)",
+        params![id, thread_id, author.id, content],
+    )?;
+    Ok(Posted::Added(cached_row(
         conn,
         "SELECT json FROM comment_json WHERE id = ?1",
         [id],
@@ -48,23 +57,68 @@ pub fn for_thread(conn: &Connection, thread_id: &str, viewer: Option<&str>) -> D
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Removes a comment if `user_id` wrote it.
-pub fn delete(conn: &Connection, id: &str, user_id: &str) -> DbResult<Removal> {
-    let author: Option<String> = cached_row(
+fn author_of(conn: &Connection, id: &str) -> DbResult<Option<String>> {
+    Ok(cached_row(
         conn,
         "SELECT author_id FROM comments WHERE id = ?1",
         [id],
         |row| row.get(0),
     )
-    .optional()?;
-    Ok(match author {
+    .optional()?)
+}
+
+/// Removes a comment if `actor` wrote it or moderates; the removal of
+/// another's comment is logged.
+pub fn delete(conn: &Connection, id: &str, actor: &Actor) -> DbResult<Removal> {
+    Ok(match author_of(conn, id)? {
         None => Removal::Missing,
-        Some(author) if author != user_id => Removal::NotYours,
-        Some(_) => {
+        Some(author) if author != actor.id && !actor.moderates => Removal::NotYours,
+        Some(author) => {
+            if author != actor.id {
+                let content: String = cached_row(
+                    conn,
+                    "SELECT content FROM comments WHERE id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )?;
+                log::write(
+                    conn,
+                    Some(&actor.id),
+                    "delete",
+                    "comment",
+                    id,
+                    Some(&content),
+                    None,
+                )?;
+            }
             cached_execute(conn, "DELETE FROM comments WHERE id = ?1", [id])?;
             Removal::Removed
         }
     })
+}
+
+/// Changes the content if `actor` wrote the comment or moderates; the
+/// `comment_edited` trigger sends the event only when it changed.
+pub fn edit(conn: &Connection, id: &str, actor: &Actor, content: &str) -> DbResult<Edit> {
+    match author_of(conn, id)? {
+        None => return Ok(Edit::Missing),
+        Some(author) if author != actor.id && !actor.moderates => return Ok(Edit::NotYours),
+        Some(_) => {}
+    }
+    cached_execute(
+        conn,
+        "UPDATE comments SET content = ?2 WHERE id = ?1",
+        params![id, content],
+    )?;
+    let sql = format!("SELECT {LIKED_BY_VIEWER} FROM comment_json v WHERE v.id = :id");
+    let comment = cached_row(
+        conn,
+        &sql,
+        named_params! {":id": id, ":viewer": actor.id},
+        |row| json(row.get(0)?),
+    )
+    .optional()?;
+    Ok(comment.map_or(Edit::Missing, Edit::Done))
 }
 
 #[cfg(test)]
@@ -75,9 +129,14 @@ mod tests {
     #[test]
     fn a_comment_on_a_missing_thread_is_not_stored() {
         let conn = with_users(&["alice"]);
-        assert!(insert(&conn, "c1", "nope", "id-alice", "hi")
-            .unwrap()
-            .is_none());
+        let alice = Actor {
+            id: "id-alice".into(),
+            moderates: false,
+        };
+        assert!(matches!(
+            insert(&conn, "c1", "nope", &alice, "hi").unwrap(),
+            Posted::Missing
+        ));
         let count: i64 = conn
             .query_row("SELECT count(*) FROM comments", [], |r| r.get(0))
             .unwrap();

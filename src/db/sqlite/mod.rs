@@ -6,6 +6,7 @@
 
 mod comments;
 mod likes;
+mod log;
 mod migrate;
 pub mod outbox;
 mod sessions;
@@ -22,8 +23,8 @@ use tokio::sync::{broadcast, Notify};
 use tokio_rusqlite::rusqlite::{self, Connection, ErrorCode};
 
 use super::{
-    Cursor, DbError, DbResult, Json, Range, Removal, Row, Target, ThreadPage, ThreadWithComments,
-    User,
+    Actor, Banning, Cursor, DbError, DbResult, Edit, Flag, Json, Posted, Range, Removal, Role,
+    RoleChange, Row, Target, ThreadPage, ThreadWithComments, User,
 };
 use crate::fixtures::DataSet;
 
@@ -278,11 +279,73 @@ impl Store {
         &self,
         id: String,
         thread_id: String,
-        author_id: String,
+        author: Actor,
         content: String,
-    ) -> DbResult<Option<Json>> {
-        self.write(move |conn| comments::insert(conn, &id, &thread_id, &author_id, &content))
+    ) -> DbResult<Posted> {
+        self.write(move |conn| comments::insert(conn, &id, &thread_id, &author, &content))
             .await
+    }
+
+    pub async fn edit_thread(
+        &self,
+        id: String,
+        actor: Actor,
+        title: Option<String>,
+        content: Option<String>,
+    ) -> DbResult<Edit> {
+        self.write(move |conn| {
+            threads::edit(conn, &id, &actor, title.as_deref(), content.as_deref())
+        })
+        .await
+    }
+
+    pub async fn edit_comment(&self, id: String, actor: Actor, content: String) -> DbResult<Edit> {
+        self.write(move |conn| comments::edit(conn, &id, &actor, &content))
+            .await
+    }
+
+    pub async fn set_flag(
+        &self,
+        id: String,
+        actor_id: String,
+        flag: Flag,
+        on: bool,
+    ) -> DbResult<Option<Json>> {
+        self.write(move |conn| threads::set_flag(conn, &id, &actor_id, flag, on))
+            .await
+    }
+
+    pub async fn set_role(&self, username: String, role: Role) -> DbResult<Option<RoleChange>> {
+        self.write(move |conn| users::set_role(conn, &username, role))
+            .await
+    }
+
+    pub async fn ban(
+        &self,
+        user_id: String,
+        actor_id: String,
+        reason: Option<String>,
+        until: Option<String>,
+    ) -> DbResult<Banning> {
+        self.write(move |conn| {
+            users::ban(
+                conn,
+                &user_id,
+                &actor_id,
+                reason.as_deref(),
+                until.as_deref(),
+            )
+        })
+        .await
+    }
+
+    pub async fn unban(&self, user_id: String, actor_id: String) -> DbResult<bool> {
+        self.write(move |conn| users::unban(conn, &user_id, &actor_id))
+            .await
+    }
+
+    pub async fn moderation_log(&self, limit: usize, before: Option<i64>) -> DbResult<Vec<Json>> {
+        self.read(move |tx| log::page(tx, limit, before)).await
     }
 
     pub async fn set_like(
@@ -295,13 +358,13 @@ impl Store {
             .await
     }
 
-    pub async fn remove_thread(&self, id: String, user_id: String) -> DbResult<Removal> {
-        self.write(move |conn| threads::delete(conn, &id, &user_id))
+    pub async fn remove_thread(&self, id: String, actor: Actor) -> DbResult<Removal> {
+        self.write(move |conn| threads::delete(conn, &id, &actor))
             .await
     }
 
-    pub async fn remove_comment(&self, id: String, user_id: String) -> DbResult<Removal> {
-        self.write(move |conn| comments::delete(conn, &id, &user_id))
+    pub async fn remove_comment(&self, id: String, actor: Actor) -> DbResult<Removal> {
+        self.write(move |conn| comments::delete(conn, &id, &actor))
             .await
     }
 
@@ -369,8 +432,8 @@ fn load_fixture(conn: &Connection, data: &DataSet, hashes: &[String]) -> DbResul
             Some((user, _)) => user.id,
             None => {
                 let user = User {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    username: sample.username.clone(),
+                    role: sample.role,
+                    ..User::member(uuid::Uuid::now_v7().to_string(), sample.username.clone())
                 };
                 users::insert(conn, &user, hash)?;
                 user.id
@@ -389,7 +452,10 @@ fn load_fixture(conn: &Connection, data: &DataSet, hashes: &[String]) -> DbResul
         threads::insert(conn, &thread_id, &author, &sample.title, &sample.content)?;
         for comment in &sample.comments {
             let id = uuid::Uuid::now_v7().to_string();
-            let author = id_of(&comment.author)?;
+            let author = Actor {
+                id: id_of(&comment.author)?,
+                moderates: true,
+            };
             comments::insert(conn, &id, &thread_id, &author, &comment.content)?;
         }
         for liker in &sample.likes {

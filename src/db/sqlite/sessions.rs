@@ -3,7 +3,7 @@
 
 use tokio_rusqlite::rusqlite::{params, Connection, OptionalExtension};
 
-use super::{cached_execute, cached_row};
+use super::{cached_execute, cached_row, users};
 use crate::db::{DbResult, User};
 
 pub fn insert(
@@ -20,21 +20,22 @@ pub fn insert(
     Ok(())
 }
 
-/// The user a live (unexpired) session belongs to.
+/// The user a live (unexpired) session belongs to; also the user of an
+/// ended one while a ban is in force on them (a ban ends every session),
+/// so they can be told they are banned.
 pub fn user_for(conn: &Connection, token_hash: &str, now: &str) -> DbResult<Option<User>> {
-    Ok(cached_row(
+    let user = cached_row(
         conn,
-        "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+        &format!(
+            "SELECT {}, s.expires_at > ?2 FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ?1",
+            users::COLUMNS
+        ),
         params![token_hash, now],
-        |row| {
-            Ok(User {
-                id: row.get(0)?,
-                username: row.get(1)?,
-            })
-        },
+        |row| Ok((users::from_row(row, 0)?, row.get::<_, bool>(6)?)),
     )
-    .optional()?)
+    .optional()?;
+    Ok(user.and_then(|(user, live)| (live || user.ban.is_some()).then_some(user)))
 }
 
 pub fn delete(conn: &Connection, token_hash: &str) -> DbResult<()> {
@@ -55,10 +56,7 @@ mod tests {
     #[test]
     fn an_expired_or_deleted_session_signs_nobody_in() {
         let conn = test_connection();
-        let user = User {
-            id: "u1".into(),
-            username: "alice".into(),
-        };
+        let user = User::member("u1".into(), "alice".into());
         users::insert(&conn, &user, "hash").unwrap();
         insert(&conn, "live", "u1", "2030-01-01T00:00:00Z").unwrap();
         insert(&conn, "old", "u1", "2020-01-01T00:00:00Z").unwrap();

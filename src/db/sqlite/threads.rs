@@ -3,8 +3,8 @@
 
 use tokio_rusqlite::rusqlite::{named_params, params, Connection, OptionalExtension};
 
-use super::{cached_execute, cached_row, json};
-use crate::db::{Cursor, DbResult, Json, Removal};
+use super::{cached_execute, cached_row, json, log};
+use crate::db::{Actor, Cursor, DbResult, Edit, Flag, Json, Removal};
 
 const LIKED_BY_VIEWER: &str = "json_set(v.json, '$.likedByMe', json(CASE WHEN EXISTS (
     SELECT 1 FROM likes l WHERE l.thread_id = v.id AND l.comment_id IS NULL AND l.user_id = :viewer
@@ -30,8 +30,8 @@ pub fn insert(
     )?)
 }
 
-/// Up to `limit` threads, newest first, strictly after `before`; each with
-/// the cursor that continues after it.
+/// Up to `limit` threads, pinned first and then newest first, strictly
+/// after `before`; each with the cursor that continues after it.
 pub fn page(
     conn: &Connection,
     viewer: Option<&str>,
@@ -39,24 +39,28 @@ pub fn page(
     before: Option<&Cursor>,
 ) -> DbResult<Vec<(Cursor, Json)>> {
     let sql = format!(
-        "SELECT v.created_at, v.id, {LIKED_BY_VIEWER} FROM thread_json v
-         WHERE :before_at IS NULL OR (v.created_at, v.id) < (:before_at, :before_id)
-         ORDER BY v.created_at DESC, v.id DESC LIMIT :limit"
+        "SELECT t.pinned, v.created_at, v.id, {LIKED_BY_VIEWER}
+         FROM thread_json v JOIN threads t ON t.id = v.id
+         WHERE :before_at IS NULL
+            OR (t.pinned, v.created_at, v.id) < (:before_pinned, :before_at, :before_id)
+         ORDER BY t.pinned DESC, v.created_at DESC, v.id DESC LIMIT :limit"
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(
         named_params! {
             ":viewer": viewer,
+            ":before_pinned": before.map(|c| c.pinned),
             ":before_at": before.map(|c| c.created_at.as_str()),
             ":before_id": before.map(|c| c.id.as_str()),
             ":limit": limit as i64,
         },
         |row| {
             let cursor = Cursor {
-                created_at: row.get(0)?,
-                id: row.get(1)?,
+                pinned: row.get(0)?,
+                created_at: row.get(1)?,
+                id: row.get(2)?,
             };
-            Ok((cursor, json(row.get(2)?)?))
+            Ok((cursor, json(row.get(3)?)?))
         },
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -83,23 +87,102 @@ pub fn get(conn: &Connection, id: &str, viewer: Option<&str>) -> DbResult<Option
     .optional()?)
 }
 
-/// Removes a thread (its comments and likes go with it) if `user_id` wrote it.
-pub fn delete(conn: &Connection, id: &str, user_id: &str) -> DbResult<Removal> {
-    let author: Option<String> = cached_row(
+fn author_of(conn: &Connection, id: &str) -> DbResult<Option<String>> {
+    Ok(cached_row(
         conn,
         "SELECT author_id FROM threads WHERE id = ?1",
         [id],
         |row| row.get(0),
     )
-    .optional()?;
-    Ok(match author {
+    .optional()?)
+}
+
+/// Removes a thread (its comments and likes go with it) if `actor` wrote
+/// it or moderates; the removal of another's thread is logged.
+pub fn delete(conn: &Connection, id: &str, actor: &Actor) -> DbResult<Removal> {
+    Ok(match author_of(conn, id)? {
         None => Removal::Missing,
-        Some(author) if author != user_id => Removal::NotYours,
-        Some(_) => {
+        Some(author) if author != actor.id && !actor.moderates => Removal::NotYours,
+        Some(author) => {
+            if author != actor.id {
+                let title: String = cached_row(
+                    conn,
+                    "SELECT title FROM threads WHERE id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )?;
+                log::write(
+                    conn,
+                    Some(&actor.id),
+                    "delete",
+                    "thread",
+                    id,
+                    Some(&title),
+                    None,
+                )?;
+            }
             cached_execute(conn, "DELETE FROM threads WHERE id = ?1", [id])?;
             Removal::Removed
         }
     })
+}
+
+/// Changes the title and/or content if `actor` wrote the thread or
+/// moderates. The `thread_edited` trigger stamps `edited_at` and sends the
+/// event only when something changed.
+pub fn edit(
+    conn: &Connection,
+    id: &str,
+    actor: &Actor,
+    title: Option<&str>,
+    content: Option<&str>,
+) -> DbResult<Edit> {
+    match author_of(conn, id)? {
+        None => return Ok(Edit::Missing),
+        Some(author) if author != actor.id && !actor.moderates => return Ok(Edit::NotYours),
+        Some(_) => {}
+    }
+    cached_execute(
+        conn,
+        "UPDATE threads SET title = coalesce(?2, title), content = coalesce(?3, content)
+         WHERE id = ?1",
+        params![id, title, content],
+    )?;
+    let thread = get(conn, id, Some(&actor.id))?;
+    Ok(thread.map_or(Edit::Missing, Edit::Done))
+}
+
+/// Sets `flag` to `on`, logging the change; the thread afterwards as
+/// `actor_id` sees it, or `None` when there is no such thread.
+pub fn set_flag(
+    conn: &Connection,
+    id: &str,
+    actor_id: &str,
+    flag: Flag,
+    on: bool,
+) -> DbResult<Option<Json>> {
+    let (sql, action) = match (flag, on) {
+        (Flag::Locked, true) => (
+            "UPDATE threads SET locked = 1 WHERE id = ?1 AND NOT locked",
+            "lock",
+        ),
+        (Flag::Locked, false) => (
+            "UPDATE threads SET locked = 0 WHERE id = ?1 AND locked",
+            "unlock",
+        ),
+        (Flag::Pinned, true) => (
+            "UPDATE threads SET pinned = 1 WHERE id = ?1 AND NOT pinned",
+            "pin",
+        ),
+        (Flag::Pinned, false) => (
+            "UPDATE threads SET pinned = 0 WHERE id = ?1 AND pinned",
+            "unpin",
+        ),
+    };
+    if cached_execute(conn, sql, [id])? == 1 {
+        log::write(conn, Some(actor_id), action, "thread", id, None, None)?;
+    }
+    get(conn, id, Some(actor_id))
 }
 
 #[cfg(test)]
@@ -112,10 +195,7 @@ pub(crate) mod tests {
     pub fn with_users(names: &[&str]) -> Connection {
         let conn = test_connection();
         for name in names {
-            let user = User {
-                id: format!("id-{name}"),
-                username: name.to_string(),
-            };
+            let user = User::member(format!("id-{name}"), name.to_string());
             users::insert(&conn, &user, "hash").unwrap();
         }
         conn
@@ -139,13 +219,67 @@ pub(crate) mod tests {
         assert_eq!(ids, ["t2", "t1", "t0"]);
     }
 
+    fn member(id: &str) -> Actor {
+        Actor {
+            id: id.into(),
+            moderates: false,
+        }
+    }
+
     #[test]
-    fn only_the_author_removes_a_thread() {
-        let conn = with_users(&["alice", "bob"]);
+    fn only_the_author_or_a_moderator_removes_a_thread() {
+        let conn = with_users(&["alice", "bob", "mod"]);
         insert(&conn, "t1", "id-alice", "title", "content").unwrap();
-        assert_eq!(delete(&conn, "t1", "id-bob").unwrap(), Removal::NotYours);
-        assert_eq!(delete(&conn, "nope", "id-alice").unwrap(), Removal::Missing);
-        assert_eq!(delete(&conn, "t1", "id-alice").unwrap(), Removal::Removed);
+        insert(&conn, "t2", "id-alice", "title", "content").unwrap();
+        assert_eq!(
+            delete(&conn, "t1", &member("id-bob")).unwrap(),
+            Removal::NotYours
+        );
+        assert_eq!(
+            delete(&conn, "nope", &member("id-alice")).unwrap(),
+            Removal::Missing
+        );
+        assert_eq!(
+            delete(&conn, "t1", &member("id-alice")).unwrap(),
+            Removal::Removed
+        );
         assert!(get(&conn, "t1", None).unwrap().is_none());
+        let moderator = Actor {
+            id: "id-mod".into(),
+            moderates: true,
+        };
+        assert_eq!(delete(&conn, "t2", &moderator).unwrap(), Removal::Removed);
+        let logged: (String, String, String) = conn
+            .query_row(
+                "SELECT actor_id, action, target_id FROM moderation_log",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(logged, ("id-mod".into(), "delete".into(), "t2".into()));
+    }
+
+    #[test]
+    fn an_edit_that_changes_nothing_sends_nothing() {
+        let conn = with_users(&["alice"]);
+        insert(&conn, "t1", "id-alice", "title", "content").unwrap();
+        let events = |conn: &Connection| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM outbox WHERE type = 'thread_edited'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        edit(&conn, "t1", &member("id-alice"), Some("title"), None).unwrap();
+        assert_eq!(events(&conn), 0);
+        let Edit::Done(thread) = edit(&conn, "t1", &member("id-alice"), None, Some("new")).unwrap()
+        else {
+            panic!("edited")
+        };
+        assert_eq!(events(&conn), 1);
+        let thread: serde_json::Value = serde_json::from_str(thread.get()).unwrap();
+        assert_eq!(thread["content"], "new");
+        assert!(thread["editedAt"].is_string());
     }
 }
