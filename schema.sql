@@ -31,7 +31,10 @@ CREATE TABLE threads (
     author_id  TEXT NOT NULL REFERENCES users(id),
     title      TEXT NOT NULL,
     content    TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    -- The HTML the Markdown in content renders to; NULL for a row written
+    -- from outside, which is shown as text.
+    content_html TEXT
 );
 CREATE INDEX threads_newest ON threads(created_at DESC, id DESC);
 
@@ -40,7 +43,8 @@ CREATE TABLE comments (
     thread_id  TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
     author_id  TEXT NOT NULL REFERENCES users(id),
     content    TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    content_html TEXT
 );
 CREATE INDEX comments_thread ON comments(thread_id, created_at, id);
 
@@ -76,6 +80,7 @@ SELECT t.id, t.created_at, json_object(
     'id', t.id,
     'title', t.title,
     'content', t.content,
+    'contentHtml', t.content_html,
     'author', json_object('id', u.id, 'username', u.username),
     'createdAt', t.created_at,
     'likeCount', (SELECT count(*) FROM likes l WHERE l.thread_id = t.id AND l.comment_id IS NULL),
@@ -89,6 +94,7 @@ SELECT c.id, c.thread_id, c.created_at, json_object(
     'id', c.id,
     'threadId', c.thread_id,
     'content', c.content,
+    'contentHtml', c.content_html,
     'author', json_object('id', u.id, 'username', u.username),
     'createdAt', c.created_at,
     'likeCount', (SELECT count(*) FROM likes l WHERE l.comment_id = c.id),

@@ -8,7 +8,7 @@ use warp::{Filter, Rejection};
 use super::error::{respond, ApiError};
 use super::identity;
 use super::threads::{removal, MAX_CONTENT};
-use super::{id_field, json_body, json_reply, text_field};
+use super::{id_field, json_body, json_reply, render_content, text_field};
 use crate::auth::Viewer;
 use crate::db::Json;
 use crate::State;
@@ -50,9 +50,10 @@ async fn handle_create(
     let content = text_field("content", body.content, 1, MAX_CONTENT)?;
     let author_id = author.id().unwrap_or_default().to_string();
     let id = uuid::Uuid::now_v7().to_string();
+    let content_html = render_content(&state, &content).await?;
     let comment = state
         .db
-        .add_comment(id, thread_id, author_id, content)
+        .add_comment(id, thread_id, author_id, content, content_html)
         .await?
         .ok_or_else(|| ApiError::not_found("no such thread"))?;
     Ok(json_reply(StatusCode::CREATED, &Created { comment }))

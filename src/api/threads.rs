@@ -8,7 +8,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::{respond, ApiError};
 use super::identity;
-use super::{json_body, json_reply, text_field};
+use super::{json_body, json_reply, render_content, text_field};
 use crate::auth::Viewer;
 use crate::db::{Cursor, DbError, Json, Removal};
 use crate::State;
@@ -145,9 +145,10 @@ async fn handle_create(
     let content = text_field("content", body.content, 1, MAX_CONTENT)?;
     let author_id = author.id().unwrap_or_default().to_string();
     let id = uuid::Uuid::now_v7().to_string();
+    let content_html = render_content(&state, &content).await?;
     let thread = state
         .db
-        .create_thread(id, author_id, title, content)
+        .create_thread(id, author_id, title, content, content_html)
         .await?;
     Ok(json_reply(StatusCode::CREATED, &Created { thread }))
 }

@@ -322,15 +322,17 @@ impl Db {
         on_backend!(self, store => store.end_session(token_hash))
     }
 
-    /// Adds a thread; returns it as the API shows it.
+    /// Adds a thread, with the HTML its content renders to; returns it as
+    /// the API shows it.
     pub async fn create_thread(
         &self,
         id: String,
         author_id: String,
         title: String,
         content: String,
+        content_html: String,
     ) -> DbResult<Json> {
-        on_backend!(self, store => store.create_thread(id, author_id, title, content))
+        on_backend!(self, store => store.create_thread(id, author_id, title, content, content_html))
     }
 
     /// Up to `limit` threads, newest first, strictly after `before`, as
@@ -354,15 +356,23 @@ impl Db {
         on_backend!(self, store => store.thread_with_comments(id, viewer))
     }
 
-    /// Adds a comment; `None` when the thread does not exist.
+    /// Adds a comment, with the HTML its content renders to; `None` when
+    /// the thread does not exist.
     pub async fn add_comment(
         &self,
         id: String,
         thread_id: String,
         author_id: String,
         content: String,
+        content_html: String,
     ) -> DbResult<Option<Json>> {
-        on_backend!(self, store => store.add_comment(id, thread_id, author_id, content))
+        on_backend!(self, store => store.add_comment(id, thread_id, author_id, content, content_html))
+    }
+
+    /// Of `names`, those that are users, each as registered (any letter
+    /// case matches): whom a post's `@name` mentions.
+    pub async fn registered_usernames(&self, names: Vec<String>) -> DbResult<Vec<String>> {
+        on_backend!(self, store => store.registered_usernames(names))
     }
 
     /// Sets or clears `user_id`'s like; the target's like count afterwards,

@@ -85,8 +85,7 @@ pub fn sqlite_connection(path: &Path) -> rusqlite::Connection {
 }
 
 /// Runs `sql` (statements without parameters) in one transaction from
-/// outside the server. (Used by the PostgreSQL-only tests.)
-#[cfg_attr(not(stoa_test_postgres), allow(dead_code))]
+/// outside the server.
 pub async fn execute_outside(db: &Database, sql: &str) {
     match db {
         Database::Sqlite(path) => {

@@ -69,6 +69,7 @@ pub mod paths {
     pub const ME: &str = "/api/auth/me";
     pub const THREADS: &str = "/api/community/threads";
     pub const COMMENT: &str = "/api/community/comment";
+    pub const PREVIEW: &str = "/api/community/preview";
     pub const LIKE: &str = "/api/community/like";
     pub const EVENTS: &str = "/api/community/events";
     pub const STATS: &str = "/api/community/stats";
@@ -387,6 +388,13 @@ impl TestApp {
     pub async fn try_comment(&self, who: &Session, thread_id: &str, content: &str) -> Answer {
         let body = json!({"threadId": thread_id, "content": content});
         self.call(Method::POST, paths::COMMENT, Some(who), Some(body))
+            .await
+    }
+
+    /// `POST /api/community/preview`: a draft's Markdown rendered, nothing stored.
+    pub async fn try_preview(&self, who: Option<&Session>, content: &str) -> Answer {
+        let body = json!({"content": content});
+        self.call(Method::POST, paths::PREVIEW, who, Some(body))
             .await
     }
 

@@ -23,6 +23,10 @@ mod forum;
 mod crash;
 // The real binary: SIGTERM under load, two processes on one database.
 mod process;
+// Markdown rendered when written, contentHtml in answers and events.
+mod richtext;
+// The script-injection corpus through every field a person types.
+mod xss;
 // Databases made by earlier (and later) releases.
 mod upgrade;
 // Property tests: bad input of every kind, and consistency after any calls.

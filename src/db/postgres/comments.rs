@@ -13,13 +13,14 @@ pub async fn insert<C: GenericClient>(
     thread_id: &str,
     author_id: &str,
     content: &str,
+    content_html: &str,
 ) -> DbResult<Option<Json>> {
     let row = optional(
         conn,
-        "INSERT INTO comments (id, thread_id, author_id, content)
-         SELECT $1, id, $3, $4 FROM threads WHERE id = $2 FOR KEY SHARE
+        "INSERT INTO comments (id, thread_id, author_id, content, content_html)
+         SELECT $1, id, $3, $4, $5 FROM threads WHERE id = $2 FOR KEY SHARE
          RETURNING stoa_comment_json(comments, NULL)::text",
-        &[&id, &thread_id, &author_id, &content],
+        &[&id, &thread_id, &author_id, &content, &content_html],
     )
     .await?;
     row.map(|row| json(row.get(0))).transpose()

@@ -368,12 +368,13 @@ impl Store {
         author_id: String,
         title: String,
         content: String,
+        content_html: String,
     ) -> DbResult<Json> {
         self.writer
             .write(move |conn| {
-                Box::pin(
-                    async move { threads::insert(conn, &id, &author_id, &title, &content).await },
-                )
+                Box::pin(async move {
+                    threads::insert(conn, &id, &author_id, &title, &content, &content_html).await
+                })
             })
             .await
     }
@@ -421,14 +422,20 @@ impl Store {
         thread_id: String,
         author_id: String,
         content: String,
+        content_html: String,
     ) -> DbResult<Option<Json>> {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    comments::insert(conn, &id, &thread_id, &author_id, &content).await
+                    comments::insert(conn, &id, &thread_id, &author_id, &content, &content_html)
+                        .await
                 })
             })
             .await
+    }
+
+    pub async fn registered_usernames(&self, names: Vec<String>) -> DbResult<Vec<String>> {
+        users::registered(&self.conn().await?, &names).await
     }
 
     pub async fn set_like(
@@ -532,11 +539,27 @@ async fn load_fixture(conn: &Transaction<'_>, data: &DataSet, hashes: &[String])
     for sample in &data.threads {
         let thread_id = uuid::Uuid::now_v7().to_string();
         let author = id_of(&sample.author)?;
-        threads::insert(conn, &thread_id, &author, &sample.title, &sample.content).await?;
+        threads::insert(
+            conn,
+            &thread_id,
+            &author,
+            &sample.title,
+            &sample.content,
+            &sample.content_html,
+        )
+        .await?;
         for comment in &sample.comments {
             let id = uuid::Uuid::now_v7().to_string();
             let author = id_of(&comment.author)?;
-            comments::insert(conn, &id, &thread_id, &author, &comment.content).await?;
+            comments::insert(
+                conn,
+                &id,
+                &thread_id,
+                &author,
+                &comment.content,
+                &comment.content_html,
+            )
+            .await?;
         }
         for liker in &sample.likes {
             let target = Target::Thread(thread_id.clone());

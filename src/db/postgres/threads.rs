@@ -12,12 +12,14 @@ pub async fn insert<C: GenericClient>(
     author_id: &str,
     title: &str,
     content: &str,
+    content_html: &str,
 ) -> DbResult<Json> {
     let row = one(
         conn,
-        "INSERT INTO threads (id, author_id, title, content) VALUES ($1, $2, $3, $4)
+        "INSERT INTO threads (id, author_id, title, content, content_html)
+         VALUES ($1, $2, $3, $4, $5)
          RETURNING stoa_thread_json(threads, NULL)::text",
-        &[&id, &author_id, &title, &content],
+        &[&id, &author_id, &title, &content, &content_html],
     )
     .await?;
     json(row.get(0))

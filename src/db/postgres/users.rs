@@ -2,7 +2,7 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{execute, optional};
+use super::{execute, optional, rows};
 use crate::db::{DbResult, User};
 
 /// Adds a user; a taken username (in any letter case) is a `Conflict`.
@@ -36,4 +36,17 @@ pub async fn by_username<C: GenericClient>(
             row.get(2),
         )
     }))
+}
+
+/// Of `names`, those that are users, as each registered (names match in
+/// any letter case).
+pub async fn registered<C: GenericClient>(conn: &C, names: &[String]) -> DbResult<Vec<String>> {
+    let lowered: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
+    let found = rows(
+        conn,
+        "SELECT username FROM users WHERE lower(username) = ANY($1)",
+        &[&lowered],
+    )
+    .await?;
+    Ok(found.into_iter().map(|row| row.get(0)).collect())
 }

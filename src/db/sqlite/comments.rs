@@ -16,12 +16,13 @@ pub fn insert(
     thread_id: &str,
     author_id: &str,
     content: &str,
+    content_html: &str,
 ) -> DbResult<Option<Json>> {
     let inserted = cached_execute(
         conn,
-        "INSERT INTO comments (id, thread_id, author_id, content)
-         SELECT ?1, id, ?3, ?4 FROM threads WHERE id = ?2",
-        params![id, thread_id, author_id, content],
+        "INSERT INTO comments (id, thread_id, author_id, content, content_html)
+         SELECT ?1, id, ?3, ?4, ?5 FROM threads WHERE id = ?2",
+        params![id, thread_id, author_id, content, content_html],
     )?;
     if inserted == 0 {
         return Ok(None);
@@ -75,7 +76,7 @@ mod tests {
     #[test]
     fn a_comment_on_a_missing_thread_is_not_stored() {
         let conn = with_users(&["alice"]);
-        assert!(insert(&conn, "c1", "nope", "id-alice", "hi")
+        assert!(insert(&conn, "c1", "nope", "id-alice", "hi", "<p>hi</p>")
             .unwrap()
             .is_none());
         let count: i64 = conn
@@ -87,7 +88,15 @@ mod tests {
     #[test]
     fn comments_list_oldest_first() {
         let conn = with_users(&["alice"]);
-        threads::insert(&conn, "t1", "id-alice", "title", "content").unwrap();
+        threads::insert(
+            &conn,
+            "t1",
+            "id-alice",
+            "title",
+            "content",
+            "<p>content</p>",
+        )
+        .unwrap();
         for (id, at) in [
             ("c2", "2026-01-01T00:00:02Z"),
             ("c1", "2026-01-01T00:00:01Z"),

@@ -236,9 +236,12 @@ impl Store {
         author_id: String,
         title: String,
         content: String,
+        content_html: String,
     ) -> DbResult<Json> {
-        self.write(move |conn| threads::insert(conn, &id, &author_id, &title, &content))
-            .await
+        self.write(move |conn| {
+            threads::insert(conn, &id, &author_id, &title, &content, &content_html)
+        })
+        .await
     }
 
     pub async fn thread_page(
@@ -280,9 +283,16 @@ impl Store {
         thread_id: String,
         author_id: String,
         content: String,
+        content_html: String,
     ) -> DbResult<Option<Json>> {
-        self.write(move |conn| comments::insert(conn, &id, &thread_id, &author_id, &content))
-            .await
+        self.write(move |conn| {
+            comments::insert(conn, &id, &thread_id, &author_id, &content, &content_html)
+        })
+        .await
+    }
+
+    pub async fn registered_usernames(&self, names: Vec<String>) -> DbResult<Vec<String>> {
+        self.read(move |tx| users::registered(tx, &names)).await
     }
 
     pub async fn set_like(
@@ -386,11 +396,25 @@ fn load_fixture(conn: &Connection, data: &DataSet, hashes: &[String]) -> DbResul
     for sample in &data.threads {
         let thread_id = uuid::Uuid::now_v7().to_string();
         let author = id_of(&sample.author)?;
-        threads::insert(conn, &thread_id, &author, &sample.title, &sample.content)?;
+        threads::insert(
+            conn,
+            &thread_id,
+            &author,
+            &sample.title,
+            &sample.content,
+            &sample.content_html,
+        )?;
         for comment in &sample.comments {
             let id = uuid::Uuid::now_v7().to_string();
             let author = id_of(&comment.author)?;
-            comments::insert(conn, &id, &thread_id, &author, &comment.content)?;
+            comments::insert(
+                conn,
+                &id,
+                &thread_id,
+                &author,
+                &comment.content,
+                &comment.content_html,
+            )?;
         }
         for liker in &sample.likes {
             let target = Target::Thread(thread_id.clone());

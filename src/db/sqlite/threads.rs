@@ -16,11 +16,13 @@ pub fn insert(
     author_id: &str,
     title: &str,
     content: &str,
+    content_html: &str,
 ) -> DbResult<Json> {
     cached_execute(
         conn,
-        "INSERT INTO threads (id, author_id, title, content) VALUES (?1, ?2, ?3, ?4)",
-        params![id, author_id, title, content],
+        "INSERT INTO threads (id, author_id, title, content, content_html)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, author_id, title, content, content_html],
     )?;
     Ok(cached_row(
         conn,
@@ -142,7 +144,15 @@ pub(crate) mod tests {
     #[test]
     fn only_the_author_removes_a_thread() {
         let conn = with_users(&["alice", "bob"]);
-        insert(&conn, "t1", "id-alice", "title", "content").unwrap();
+        insert(
+            &conn,
+            "t1",
+            "id-alice",
+            "title",
+            "content",
+            "<p>content</p>",
+        )
+        .unwrap();
         assert_eq!(delete(&conn, "t1", "id-bob").unwrap(), Removal::NotYours);
         assert_eq!(delete(&conn, "nope", "id-alice").unwrap(), Removal::Missing);
         assert_eq!(delete(&conn, "t1", "id-alice").unwrap(), Removal::Removed);

@@ -1,0 +1,40 @@
+-- Rich text: each thread and comment keeps the HTML its Markdown renders
+-- to beside the source, and the JSON shapes (so every event and snapshot)
+-- carry it as contentHtml, as on SQLite. NULL means none was rendered, as
+-- for a row written from outside (psql): the page shows it as text. The
+-- HTML of the rows already stored is rendered by the migration's Rust step
+-- (src/db/postgres/migrate.rs), in the same transaction.
+
+ALTER TABLE threads ADD COLUMN content_html text;
+ALTER TABLE comments ADD COLUMN content_html text;
+
+CREATE OR REPLACE FUNCTION stoa_thread_json(t threads, viewer text) RETURNS json
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN json_build_object(
+    'id', t.id,
+    'title', t.title,
+    'content', t.content,
+    'contentHtml', t.content_html,
+    'author', (SELECT json_build_object('id', u.id, 'username', u.username)
+               FROM users u WHERE u.id = t.author_id),
+    'createdAt', stoa_time(t.created_at),
+    'likeCount', (SELECT count(*) FROM likes l
+                  WHERE l.thread_id = t.id AND l.comment_id IS NULL),
+    'commentCount', (SELECT count(*) FROM comments c WHERE c.thread_id = t.id),
+    'likedByMe', EXISTS (SELECT 1 FROM likes l
+                         WHERE l.thread_id = t.id AND l.comment_id IS NULL
+                           AND l.user_id = viewer));
+
+CREATE OR REPLACE FUNCTION stoa_comment_json(c comments, viewer text) RETURNS json
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN json_build_object(
+    'id', c.id,
+    'threadId', c.thread_id,
+    'content', c.content,
+    'contentHtml', c.content_html,
+    'author', (SELECT json_build_object('id', u.id, 'username', u.username)
+               FROM users u WHERE u.id = c.author_id),
+    'createdAt', stoa_time(c.created_at),
+    'likeCount', (SELECT count(*) FROM likes l WHERE l.comment_id = c.id),
+    'likedByMe', EXISTS (SELECT 1 FROM likes l
+                         WHERE l.comment_id = c.id AND l.user_id = viewer));
