@@ -193,3 +193,63 @@ BEGIN
         'userId', OLD.user_id,
         'likeCount', (SELECT count(*) FROM likes WHERE comment_id = OLD.comment_id)));
 END;
+
+-- ---------------------------------------------------------------- search
+-- Full-text search over thread titles and bodies and comment bodies, kept
+-- by triggers (so rows written from outside are found, and deleted ones
+-- never are). search_docs says what each row of the FTS5 index is: the
+-- thread itself (comment_id NULL) or one of its comments.
+
+CREATE TABLE search_docs (
+    id         INTEGER PRIMARY KEY,
+    thread_id  TEXT NOT NULL,
+    comment_id TEXT UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX search_docs_thread ON search_docs(thread_id);
+
+-- Words are letters and digits (unicode61, accents folded); title matches
+-- weigh twice a body's (see the rank below). Prefix indexes make the last
+-- word's prefix match, typed as the results appear, cheap.
+CREATE VIRTUAL TABLE search_index USING fts5(
+    title, body,
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '2 3'
+);
+INSERT INTO search_index (search_index, rank) VALUES ('rank', 'bm25(2.0, 1.0)');
+
+CREATE TRIGGER thread_indexed AFTER INSERT ON threads
+BEGIN
+    INSERT INTO search_docs (thread_id, comment_id, created_at) VALUES (NEW.id, NULL, NEW.created_at);
+    INSERT INTO search_index (rowid, title, body) VALUES (last_insert_rowid(), NEW.title, NEW.content);
+END;
+
+CREATE TRIGGER thread_reindexed AFTER UPDATE OF title, content ON threads
+BEGIN
+    UPDATE search_index SET title = NEW.title, body = NEW.content
+    WHERE rowid = (SELECT id FROM search_docs WHERE thread_id = NEW.id AND comment_id IS NULL);
+END;
+
+CREATE TRIGGER thread_unindexed AFTER DELETE ON threads
+BEGIN
+    DELETE FROM search_index WHERE rowid IN (SELECT id FROM search_docs WHERE thread_id = OLD.id);
+    DELETE FROM search_docs WHERE thread_id = OLD.id;
+END;
+
+CREATE TRIGGER comment_indexed AFTER INSERT ON comments
+BEGIN
+    INSERT INTO search_docs (thread_id, comment_id, created_at) VALUES (NEW.thread_id, NEW.id, NEW.created_at);
+    INSERT INTO search_index (rowid, title, body) VALUES (last_insert_rowid(), '', NEW.content);
+END;
+
+CREATE TRIGGER comment_reindexed AFTER UPDATE OF content ON comments
+BEGIN
+    UPDATE search_index SET body = NEW.content
+    WHERE rowid = (SELECT id FROM search_docs WHERE comment_id = NEW.id);
+END;
+
+CREATE TRIGGER comment_unindexed AFTER DELETE ON comments
+BEGIN
+    DELETE FROM search_index WHERE rowid = (SELECT id FROM search_docs WHERE comment_id = OLD.id);
+    DELETE FROM search_docs WHERE comment_id = OLD.id;
+END;

@@ -12,6 +12,7 @@ pub mod events;
 pub mod identity;
 pub mod likes;
 pub mod preview;
+pub mod search;
 pub mod status;
 pub mod threads;
 
@@ -43,6 +44,8 @@ pub fn routes(
         .or(likes::routes(state.clone()))
         .unify()
         .or(preview::routes(state.clone()))
+        .unify()
+        .or(search::routes(state.clone()))
         .unify()
         .or(events::routes(state.clone()))
         .unify()
@@ -106,6 +109,7 @@ fn route_label(path: &str) -> &'static str {
         "/api/community/comment",
         "/api/community/like",
         "/api/community/preview",
+        "/api/community/search",
         events::PATH,
         "/api/community/stats",
     ];

@@ -86,6 +86,15 @@ pub struct ThreadWithComments {
     pub last_event_id: i64,
 }
 
+/// One search result: the thread, the comment when the match is in one,
+/// and the matched text with the database's marks (see `crate::search`).
+#[derive(Debug)]
+pub struct SearchHit {
+    pub thread: Json,
+    pub comment: Option<Json>,
+    pub snippet: String,
+}
+
 /// What a like is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -367,6 +376,19 @@ impl Db {
         content_html: String,
     ) -> DbResult<Option<Json>> {
         on_backend!(self, store => store.add_comment(id, thread_id, author_id, content, content_html))
+    }
+
+    /// Up to `limit` threads and comments matching every one of `words`
+    /// (the last as a prefix), best match first, then newest, after the
+    /// first `offset`, as `viewer` sees them. Deleted posts are never found.
+    pub async fn search(
+        &self,
+        words: Vec<String>,
+        viewer: Option<String>,
+        limit: usize,
+        offset: usize,
+    ) -> DbResult<Vec<SearchHit>> {
+        on_backend!(self, store => store.search(words, viewer, limit, offset))
     }
 
     /// Of `names`, those that are users, each as registered (any letter

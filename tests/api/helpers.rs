@@ -70,6 +70,7 @@ pub mod paths {
     pub const THREADS: &str = "/api/community/threads";
     pub const COMMENT: &str = "/api/community/comment";
     pub const PREVIEW: &str = "/api/community/preview";
+    pub const SEARCH: &str = "/api/community/search";
     pub const LIKE: &str = "/api/community/like";
     pub const EVENTS: &str = "/api/community/events";
     pub const STATS: &str = "/api/community/stats";
@@ -355,6 +356,31 @@ impl TestApp {
     /// `{threads, nextCursor, lastEventId}`
     pub async fn threads(&self, who: Option<&Session>, page: Page<'_>) -> Value {
         self.try_threads(who, page)
+            .await
+            .expect_status(StatusCode::OK)
+    }
+
+    /// `GET /api/community/search?q=&limit=&before=`
+    pub async fn try_search(
+        &self,
+        who: Option<&Session>,
+        q: &str,
+        limit: Option<usize>,
+        before: Option<&str>,
+    ) -> Answer {
+        let mut path = format!("{}?q={}", paths::SEARCH, url_encode(q));
+        if let Some(limit) = limit {
+            path.push_str(&format!("&limit={limit}"));
+        }
+        if let Some(before) = before {
+            path.push_str(&format!("&before={}", url_encode(before)));
+        }
+        self.call(Method::GET, &path, who, None).await
+    }
+
+    /// `{results, nextCursor}` for `q`, the first page.
+    pub async fn search(&self, q: &str) -> Value {
+        self.try_search(None, q, None, None)
             .await
             .expect_status(StatusCode::OK)
     }

@@ -25,6 +25,8 @@ mod crash;
 mod process;
 // Markdown rendered when written, contentHtml in answers and events.
 mod richtext;
+// Full-text search: matching, order, snippets, paging, errors.
+mod search;
 // The script-injection corpus through every field a person types.
 mod xss;
 // Databases made by earlier (and later) releases.

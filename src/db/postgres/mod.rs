@@ -13,6 +13,7 @@ mod comments;
 mod likes;
 mod migrate;
 pub mod outbox;
+mod search;
 mod sessions;
 mod threads;
 mod users;
@@ -31,8 +32,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::{
-    Cursor, DbError, DbResult, Json, Range, Removal, Row, Target, ThreadPage, ThreadWithComments,
-    User,
+    Cursor, DbError, DbResult, Json, Range, Removal, Row, SearchHit, Target, ThreadPage,
+    ThreadWithComments, User,
 };
 use crate::fixtures::DataSet;
 
@@ -432,6 +433,23 @@ impl Store {
                 })
             })
             .await
+    }
+
+    pub async fn search(
+        &self,
+        words: Vec<String>,
+        viewer: Option<String>,
+        limit: usize,
+        offset: usize,
+    ) -> DbResult<Vec<SearchHit>> {
+        search::search(
+            &self.conn().await?,
+            &words,
+            viewer.as_deref(),
+            limit,
+            offset,
+        )
+        .await
     }
 
     pub async fn registered_usernames(&self, names: Vec<String>) -> DbResult<Vec<String>> {

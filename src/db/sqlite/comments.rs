@@ -49,6 +49,18 @@ pub fn for_thread(conn: &Connection, thread_id: &str, viewer: Option<&str>) -> D
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// One comment as `viewer` sees it.
+pub fn get(conn: &Connection, id: &str, viewer: Option<&str>) -> DbResult<Option<Json>> {
+    let sql = format!("SELECT {LIKED_BY_VIEWER} FROM comment_json v WHERE v.id = :id");
+    Ok(cached_row(
+        conn,
+        &sql,
+        named_params! {":id": id, ":viewer": viewer},
+        |row| json(row.get(0)?),
+    )
+    .optional()?)
+}
+
 /// Removes a comment if `user_id` wrote it.
 pub fn delete(conn: &Connection, id: &str, user_id: &str) -> DbResult<Removal> {
     let author: Option<String> = cached_row(

@@ -8,6 +8,7 @@ mod comments;
 mod likes;
 mod migrate;
 pub mod outbox;
+mod search;
 mod sessions;
 mod threads;
 mod users;
@@ -22,8 +23,8 @@ use tokio::sync::{broadcast, Notify};
 use tokio_rusqlite::rusqlite::{self, Connection, ErrorCode};
 
 use super::{
-    Cursor, DbError, DbResult, Json, Range, Removal, Row, Target, ThreadPage, ThreadWithComments,
-    User,
+    Cursor, DbError, DbResult, Json, Range, Removal, Row, SearchHit, Target, ThreadPage,
+    ThreadWithComments, User,
 };
 use crate::fixtures::DataSet;
 
@@ -289,6 +290,17 @@ impl Store {
             comments::insert(conn, &id, &thread_id, &author_id, &content, &content_html)
         })
         .await
+    }
+
+    pub async fn search(
+        &self,
+        words: Vec<String>,
+        viewer: Option<String>,
+        limit: usize,
+        offset: usize,
+    ) -> DbResult<Vec<SearchHit>> {
+        self.read(move |tx| search::search(tx, &words, viewer.as_deref(), limit, offset))
+            .await
     }
 
     pub async fn registered_usernames(&self, names: Vec<String>) -> DbResult<Vec<String>> {

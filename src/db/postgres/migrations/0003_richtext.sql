@@ -38,3 +38,42 @@ RETURN json_build_object(
     'likeCount', (SELECT count(*) FROM likes l WHERE l.comment_id = c.id),
     'likedByMe', EXISTS (SELECT 1 FROM likes l
                          WHERE l.comment_id = c.id AND l.user_id = viewer));
+
+-- ---------------------------------------------------------------- search
+-- Full-text search over thread titles and bodies and comment bodies: a
+-- tsvector on each row, kept by triggers (so rows written from outside are
+-- found, and deleted ones never are), with a GIN index. The 'simple'
+-- configuration splits words as SQLite's index does, with no stemming and
+-- no stop words; a title's words weigh more (A) than a body's (B).
+
+ALTER TABLE threads ADD COLUMN search tsvector;
+ALTER TABLE comments ADD COLUMN search tsvector;
+
+CREATE FUNCTION stoa_thread_search() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.search := setweight(to_tsvector('simple', NEW.title), 'A')
+               || setweight(to_tsvector('simple', NEW.content), 'B');
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER thread_indexed BEFORE INSERT OR UPDATE OF title, content ON threads
+    FOR EACH ROW EXECUTE FUNCTION stoa_thread_search();
+
+CREATE FUNCTION stoa_comment_search() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.search := setweight(to_tsvector('simple', NEW.content), 'B');
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER comment_indexed BEFORE INSERT OR UPDATE OF content ON comments
+    FOR EACH ROW EXECUTE FUNCTION stoa_comment_search();
+
+-- The posts stored before this migration.
+UPDATE threads SET search = setweight(to_tsvector('simple', title), 'A')
+                         || setweight(to_tsvector('simple', content), 'B');
+UPDATE comments SET search = setweight(to_tsvector('simple', content), 'B');
+
+CREATE INDEX threads_search ON threads USING gin (search);
+CREATE INDEX comments_search ON comments USING gin (search);
