@@ -39,12 +39,16 @@ pub fn search(
 ) -> DbResult<Vec<SearchHit>> {
     let query = fts_query(words);
     let found: Vec<(i64, String, Option<String>)> = {
+        // Ranked in the index alone, and only the page joined: a common
+        // word matches most posts. Index rows are numbered in the order the
+        // posts were written, so the higher of two equal matches is newer.
         let mut statement = conn.prepare_cached(
             "SELECT d.id, d.thread_id, d.comment_id
-             FROM search_index JOIN search_docs d ON d.id = search_index.rowid
-             WHERE search_index MATCH :query
-             ORDER BY search_index.rank, d.created_at DESC, d.id DESC
-             LIMIT :limit OFFSET :offset",
+             FROM (SELECT rowid AS doc, rank FROM search_index
+                   WHERE search_index MATCH :query
+                   ORDER BY rank, rowid DESC LIMIT :limit OFFSET :offset) AS hit
+             JOIN search_docs d ON d.id = hit.doc
+             ORDER BY hit.rank, hit.doc DESC",
         )?;
         let rows = statement.query_map(
             named_params! {":query": query, ":limit": limit as i64, ":offset": offset as i64},

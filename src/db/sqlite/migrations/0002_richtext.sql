@@ -97,11 +97,14 @@ BEGIN
     DELETE FROM search_docs WHERE comment_id = OLD.id;
 END;
 
--- The posts stored before this migration.
+-- The posts stored before this migration, numbered oldest first (the
+-- search takes the higher number of two equal matches as the newer).
 INSERT INTO search_docs (thread_id, comment_id, created_at)
-SELECT id, NULL, created_at FROM threads;
-INSERT INTO search_docs (thread_id, comment_id, created_at)
-SELECT thread_id, id, created_at FROM comments;
+SELECT thread_id, comment_id, created_at FROM (
+    SELECT id AS thread_id, NULL AS comment_id, created_at FROM threads
+    UNION ALL
+    SELECT thread_id, id, created_at FROM comments)
+ORDER BY created_at, thread_id, comment_id;
 INSERT INTO search_index (rowid, title, body)
 SELECT d.id, t.title, t.content FROM search_docs d JOIN threads t ON t.id = d.thread_id
 WHERE d.comment_id IS NULL;
