@@ -41,7 +41,10 @@ CREATE TABLE threads (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     edited_at  TEXT,
     locked     INTEGER NOT NULL DEFAULT 0,
-    pinned     INTEGER NOT NULL DEFAULT 0
+    pinned     INTEGER NOT NULL DEFAULT 0,
+    -- The HTML the Markdown in content renders to; NULL for a row written
+    -- from outside, which is shown as text.
+    content_html TEXT
 );
 CREATE INDEX threads_newest ON threads(created_at DESC, id DESC);
 -- The list: pinned threads first, then newest first.
@@ -53,7 +56,8 @@ CREATE TABLE comments (
     author_id  TEXT NOT NULL REFERENCES users(id),
     content    TEXT NOT NULL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    edited_at  TEXT
+    edited_at  TEXT,
+    content_html TEXT
 );
 CREATE INDEX comments_thread ON comments(thread_id, created_at, id);
 
@@ -102,6 +106,7 @@ SELECT t.id, t.created_at, json_object(
     'id', t.id,
     'title', t.title,
     'content', t.content,
+    'contentHtml', t.content_html,
     'author', json_object('id', u.id, 'username', u.username),
     'createdAt', t.created_at,
     'likeCount', (SELECT count(*) FROM likes l WHERE l.thread_id = t.id AND l.comment_id IS NULL),
@@ -118,6 +123,7 @@ SELECT c.id, c.thread_id, c.created_at, json_object(
     'id', c.id,
     'threadId', c.thread_id,
     'content', c.content,
+    'contentHtml', c.content_html,
     'author', json_object('id', u.id, 'username', u.username),
     'createdAt', c.created_at,
     'likeCount', (SELECT count(*) FROM likes l WHERE l.comment_id = c.id),
@@ -269,4 +275,64 @@ BEGIN
         'userId', NEW.id,
         'reason', NEW.ban_reason,
         'until', NEW.banned_until));
+END;
+
+-- ---------------------------------------------------------------- search
+-- Full-text search over thread titles and bodies and comment bodies, kept
+-- by triggers (so rows written from outside are found, and deleted ones
+-- never are). search_docs says what each row of the FTS5 index is: the
+-- thread itself (comment_id NULL) or one of its comments.
+
+CREATE TABLE search_docs (
+    id         INTEGER PRIMARY KEY,
+    thread_id  TEXT NOT NULL,
+    comment_id TEXT UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX search_docs_thread ON search_docs(thread_id);
+
+-- Words are letters and digits (unicode61, accents folded); title matches
+-- weigh twice a body's (see the rank below). Prefix indexes make the last
+-- word's prefix match, typed as the results appear, cheap.
+CREATE VIRTUAL TABLE search_index USING fts5(
+    title, body,
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '2 3'
+);
+INSERT INTO search_index (search_index, rank) VALUES ('rank', 'bm25(2.0, 1.0)');
+
+CREATE TRIGGER thread_indexed AFTER INSERT ON threads
+BEGIN
+    INSERT INTO search_docs (thread_id, comment_id, created_at) VALUES (NEW.id, NULL, NEW.created_at);
+    INSERT INTO search_index (rowid, title, body) VALUES (last_insert_rowid(), NEW.title, NEW.content);
+END;
+
+CREATE TRIGGER thread_reindexed AFTER UPDATE OF title, content ON threads
+BEGIN
+    UPDATE search_index SET title = NEW.title, body = NEW.content
+    WHERE rowid = (SELECT id FROM search_docs WHERE thread_id = NEW.id AND comment_id IS NULL);
+END;
+
+CREATE TRIGGER thread_unindexed AFTER DELETE ON threads
+BEGIN
+    DELETE FROM search_index WHERE rowid IN (SELECT id FROM search_docs WHERE thread_id = OLD.id);
+    DELETE FROM search_docs WHERE thread_id = OLD.id;
+END;
+
+CREATE TRIGGER comment_indexed AFTER INSERT ON comments
+BEGIN
+    INSERT INTO search_docs (thread_id, comment_id, created_at) VALUES (NEW.thread_id, NEW.id, NEW.created_at);
+    INSERT INTO search_index (rowid, title, body) VALUES (last_insert_rowid(), '', NEW.content);
+END;
+
+CREATE TRIGGER comment_reindexed AFTER UPDATE OF content ON comments
+BEGIN
+    UPDATE search_index SET body = NEW.content
+    WHERE rowid = (SELECT id FROM search_docs WHERE comment_id = NEW.id);
+END;
+
+CREATE TRIGGER comment_unindexed AFTER DELETE ON comments
+BEGIN
+    DELETE FROM search_index WHERE rowid = (SELECT id FROM search_docs WHERE comment_id = OLD.id);
+    DELETE FROM search_docs WHERE comment_id = OLD.id;
 END;

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::db::{Db, Role};
-use crate::{auth, StartError};
+use crate::{auth, markdown, StartError};
 
 /// The demo data set, built into the binary for `stoa --demo`.
 pub const DEMO: &str = include_str!("../fixtures/demo.json");
@@ -39,6 +39,9 @@ pub struct SampleThread {
     pub author: String,
     pub title: String,
     pub content: String,
+    /// What `content` renders to, filled in by [`load`].
+    #[serde(skip)]
+    pub content_html: String,
     #[serde(default)]
     pub comments: Vec<SampleComment>,
     #[serde(default)]
@@ -50,6 +53,9 @@ pub struct SampleThread {
 pub struct SampleComment {
     pub author: String,
     pub content: String,
+    /// What `content` renders to, filled in by [`load`].
+    #[serde(skip)]
+    pub content_html: String,
 }
 
 pub fn read(path: &Path) -> Result<DataSet, StartError> {
@@ -65,7 +71,26 @@ pub fn parse(text: &str) -> Result<DataSet, StartError> {
 /// Loads a data set into a forum that has no threads yet; does nothing to
 /// one that has (so restarting with `--demo` adds nothing twice). Returns
 /// whether it loaded.
-pub async fn load(db: &Db, data: DataSet) -> Result<bool, StartError> {
+pub async fn load(db: &Db, mut data: DataSet) -> Result<bool, StartError> {
+    // A mention links to a user of the data set or one already registered.
+    let mut known: Vec<String> = data.users.iter().map(|u| u.username.clone()).collect();
+    let mut mentioned = Vec::new();
+    for thread in &data.threads {
+        mentioned.extend(markdown::mentioned(&thread.content));
+        for comment in &thread.comments {
+            mentioned.extend(markdown::mentioned(&comment.content));
+        }
+    }
+    if !mentioned.is_empty() {
+        known.extend(db.registered_usernames(mentioned).await?);
+    }
+    let user = |name: &str| known.iter().find(|k| k.eq_ignore_ascii_case(name)).cloned();
+    for thread in &mut data.threads {
+        thread.content_html = markdown::render(&thread.content, &user);
+        for comment in &mut thread.comments {
+            comment.content_html = markdown::render(&comment.content, &user);
+        }
+    }
     let hashes: Vec<String> = data
         .users
         .iter()

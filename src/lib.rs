@@ -10,6 +10,9 @@
 //! - `api`: HTTP request → validation → a call into `db` (one file per
 //!   resource); the only module that speaks HTTP statuses and headers.
 //! - `auth`: passwords, session tokens, the viewer a token resolves to.
+//! - `markdown`: a post's Markdown rendered to sanitised HTML, once, when
+//!   it is written.
+//! - `search`: a search query's words and the snippets sent back.
 //! - `db`: the store's one seam, named methods over SQLite (`db/sqlite/`,
 //!   with its migrations); every write's trigger appends the change to the
 //!   `outbox` table in the same transaction.
@@ -35,8 +38,10 @@ pub mod db;
 pub mod fixtures;
 pub mod hub;
 pub mod limits;
+pub mod markdown;
 pub mod metrics;
 pub mod presence;
+pub mod search;
 pub mod server;
 pub mod signal;
 pub mod sse;

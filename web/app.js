@@ -1,6 +1,8 @@
 // The community page: loads a snapshot of the threads, then follows the live
 // stream from the snapshot's position (sse-client.js), applying each event in
-// place. User text is only ever set with textContent.
+// place. User text is only ever set with textContent; a post's body is the
+// HTML the server rendered from its Markdown and sanitised (contentHtml),
+// or, for a row without it, its text.
 
 import { SSEClient, createDeduper } from './sse-client.js';
 
@@ -333,7 +335,7 @@ function buildCard(thread) {
     'data-testid': 'thread-title',
     onclick: () => toggleOpen(id),
   });
-  const content = h('p', { class: 'thread-content' });
+  const content = h('div', { class: 'thread-content rich', 'data-testid': 'thread-content' });
   const body = h('div', { class: 'thread-comments', hidden: true });
   const root = h(
     'li',
@@ -389,12 +391,24 @@ function buildCard(thread) {
   return card;
 }
 
+/**
+ * Fills `el` with a post's body: the sanitised HTML the server rendered
+ * (contentHtml), or the text itself when there is none (a row written from
+ * outside stoa). Returns `el`.
+ */
+function showPost(el, post) {
+  if (typeof post.contentHtml === 'string') el.innerHTML = post.contentHtml;
+  else el.textContent = post.content ?? '';
+  el.classList.toggle('plain', typeof post.contentHtml !== 'string');
+  return el;
+}
+
 function updateCard(id) {
   const t = state.threads.get(id);
   const card = state.cards.get(id);
   if (!t || !card) return;
   card.titleBtn.textContent = t.title;
-  card.content.textContent = t.content;
+  showPost(card.content, t);
   card.likeCount.textContent = String(t.likeCount ?? 0);
   card.likeBtn.setAttribute('aria-pressed', t.likedByMe ? 'true' : 'false');
   card.likeBtn.setAttribute('aria-label', `${t.likedByMe ? 'Unlike' : 'Like'} (${plural(t.likeCount ?? 0, 'like', 'likes')})`);
@@ -861,7 +875,9 @@ function buildComment(c, view) {
         timeEl(c.createdAt),
         commentEdited(c),
       ),
-      view.editing === c.id ? commentEditForm(c, view) : h('p', { class: 'comment-content', text: c.content }),
+      view.editing === c.id
+        ? commentEditForm(c, view)
+        : showPost(h('div', { class: 'comment-content rich', 'data-testid': 'comment-content' }), c),
       h(
         'div',
         { class: 'thread-actions' },
@@ -942,11 +958,55 @@ function buildCommentForm(threadId) {
         placeholder: 'Write a comment…',
         'data-testid': 'comment-input',
       }),
+      h('button', {
+        type: 'button',
+        class: 'btn',
+        'data-testid': 'comment-preview-toggle',
+        'aria-pressed': 'false',
+        onclick: () => togglePreview(),
+        text: 'Preview',
+      }),
       h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'comment-submit', text: 'Reply' }),
     ),
+    h('div', {
+      class: 'comment-preview comment-content rich',
+      'data-testid': 'comment-preview',
+      'aria-live': 'polite',
+      hidden: true,
+    }),
     h('p', { class: 'field-error', 'data-testid': 'error-content', 'data-field': 'content', hidden: true }),
     h('p', { class: 'field-error form-error', 'data-testid': 'error-form', 'data-field': 'form', hidden: true }),
   );
+  const preview = form.querySelector('.comment-preview');
+  const previewBtn = form.querySelector('[data-testid="comment-preview-toggle"]');
+  const hidePreview = () => {
+    preview.hidden = true;
+    preview.replaceChildren();
+    previewBtn.setAttribute('aria-pressed', 'false');
+    previewBtn.textContent = 'Preview';
+  };
+  // The server renders the draft with the same code as a real post, so
+  // what the preview shows is what posting will show.
+  async function togglePreview() {
+    if (!preview.hidden) return hidePreview();
+    clearErrors(form);
+    const content = form.content.value;
+    if (!content.trim()) return showError(form, 'content', 'Write something first.');
+    await busy(previewBtn, async () => {
+      try {
+        const res = await api('POST', '/api/community/preview', { content });
+        preview.innerHTML = res.contentHtml;
+        preview.hidden = false;
+        previewBtn.setAttribute('aria-pressed', 'true');
+        previewBtn.textContent = 'Edit';
+      } catch (err) {
+        showApiError(form, err);
+      }
+    });
+  }
+  form.content.addEventListener('input', () => {
+    if (!preview.hidden) hidePreview();
+  });
   form.content.addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) form.requestSubmit();
   });
@@ -959,6 +1019,7 @@ function buildCommentForm(threadId) {
       try {
         const res = await api('POST', '/api/community/comment', { threadId, content });
         form.reset();
+        hidePreview();
         addComment(res.comment, null);
         form.content.focus();
       } catch (err) {
@@ -1176,11 +1237,136 @@ async function loadStats() {
   }
 }
 
+// ---------------------------------------------------------------- search
+
+const SEARCH_DEBOUNCE_MS = 200;
+
+/**
+ * The search box in the header: results as you type (debounced; an answer
+ * to an older query is dropped), each opening its thread at the match.
+ * Snippets come from the server escaped, with only <mark> as markup.
+ */
+function setupSearch() {
+  const form = $('search-form');
+  const input = $('search-input');
+  const panel = $('search-results');
+  let timer = null;
+  let asked = 0;
+  const close = () => {
+    panel.hidden = true;
+  };
+  async function run(q, before = null) {
+    const mine = ++asked;
+    const params = new URLSearchParams({ q, limit: '10' });
+    if (before) params.set('before', before);
+    let res;
+    try {
+      res = await api('GET', `/api/community/search?${params}`);
+    } catch (err) {
+      if (mine !== asked) return;
+      panel.replaceChildren(h('p', { class: 'field-error search-note', text: err.message }));
+      panel.hidden = false;
+      return;
+    }
+    if (mine !== asked) return;
+    if (!before) panel.replaceChildren();
+    panel.querySelector('.search-more')?.remove();
+    if (!before && res.results.length === 0) panel.append(h('p', { class: 'muted search-note', text: `Nothing found for “${q}”.` }));
+    const list = panel.querySelector('ol') || panel.appendChild(h('ol', { class: 'search-list' }));
+    for (const hit of res.results) list.append(searchResult(hit, close));
+    if (res.nextCursor) {
+      panel.append(
+        h('button', {
+          type: 'button',
+          class: 'btn btn-small search-more',
+          'data-testid': 'search-more',
+          onclick: () => run(q, res.nextCursor),
+          text: 'More results',
+        }),
+      );
+    }
+    panel.hidden = false;
+  }
+  const ask = () => {
+    clearTimeout(timer);
+    const q = input.value.trim();
+    if (!q) {
+      asked++;
+      close();
+      return;
+    }
+    timer = setTimeout(() => run(q), SEARCH_DEBOUNCE_MS);
+  };
+  input.addEventListener('input', ask);
+  input.addEventListener('focus', () => {
+    if (panel.childElementCount && input.value.trim()) panel.hidden = false;
+  });
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    clearTimeout(timer);
+    if (input.value.trim()) run(input.value.trim());
+  });
+  form.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') {
+      close();
+      input.focus();
+    }
+  });
+  document.addEventListener('click', (ev) => {
+    if (!form.contains(ev.target)) close();
+  });
+  // A mention links to /?q=@name: the posts that mention them.
+  const q = new URLSearchParams(location.search).get('q');
+  if (q) {
+    input.value = q;
+    run(q.trim());
+  }
+}
+
+function searchResult(hit, close) {
+  const where = hit.comment ? `comment by ${hit.comment.author?.username ?? 'unknown'}` : `thread by ${hit.thread.author?.username ?? 'unknown'}`;
+  const snippet = h('span', { class: 'search-snippet' });
+  snippet.innerHTML = hit.snippet; // escaped by the server; only <mark> is markup
+  return h(
+    'li',
+    {},
+    h(
+      'button',
+      {
+        type: 'button',
+        class: 'search-hit',
+        'data-testid': 'search-hit',
+        onclick: () => {
+          close();
+          openAt(hit.thread, hit.comment && hit.comment.id);
+        },
+      },
+      h('span', { class: 'search-title', text: hit.thread.title }),
+      h('span', { class: 'search-where muted', text: where }),
+      snippet,
+    ),
+  );
+}
+
+/** Opens a thread (adding it to the list if it is not loaded) and shows the comment `commentId`, or the thread. */
+async function openAt(thread, commentId) {
+  insertThread(thread, { atTop: true });
+  const card = state.cards.get(thread.id);
+  if (!card) return;
+  if (!state.open.has(thread.id)) await toggleOpen(thread.id);
+  const target = commentId ? card.body.querySelector(`[data-comment-id="${CSS.escape(commentId)}"]`) : card.root;
+  const el = target || card.root;
+  el.scrollIntoView({ block: 'center', behavior: 'smooth' });
+  el.classList.add('search-target');
+  setTimeout(() => el.classList.remove('search-target'), 2000);
+}
+
 // ---------------------------------------------------------------- start
 
 async function start() {
   setupAuth();
   setupComposer();
+  setupSearch();
   $('load-more').addEventListener('click', loadMore);
   $('reconnect').addEventListener('click', () => state.client && state.client.reconnect());
   setInterval(() => {

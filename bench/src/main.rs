@@ -9,6 +9,7 @@
 //! events and time (`--max-seconds`).
 
 mod http;
+mod search;
 mod sse;
 mod stats;
 mod table;
@@ -56,6 +57,9 @@ enum Publish {
     name = "stoa-bench",
     about = "Load benchmark for stoa's event stream (and Nchan, for comparison)",
     after_help = "Presets: latency, fanout, idle, writes, pubrate, replay, external, stalled.\n\
+                  `stoa-bench search-data --data-dir DIR` writes a forum of generated text \
+                  (--threads, --comments) for bench/search.sh to load; `stoa-bench search` \
+                  times --queries searches over --writers connections.\n\
                   `stoa-bench table FILE.jsonl` prints a markdown table of saved results."
 )]
 struct Args {
@@ -135,6 +139,19 @@ struct Args {
     /// Free-form label stored with the results (e.g. the round).
     #[arg(long, default_value = "")]
     label: String,
+
+    /// search-data: threads to generate.
+    #[arg(long, default_value_t = 100_000)]
+    threads: u64,
+    /// search-data: comments to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    comments: u64,
+    /// search-data: where the files go.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// search: queries to ask.
+    #[arg(long, default_value_t = 3_000)]
+    queries: u64,
 }
 
 /// What a run does, after the preset and the flags are combined.
@@ -262,6 +279,35 @@ fn unix_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// The search presets, which publish nothing and open no stream; `None`
+/// for every other preset.
+async fn run_search(args: &Args) -> Option<Result<(), String>> {
+    match args.preset.as_deref() {
+        Some("search-data") => Some(match &args.data_dir {
+            Some(dir) => search::write_data(dir, args.threads, args.comments),
+            None => Err("search-data needs --data-dir".into()),
+        }),
+        Some("search") => {
+            let base = match Url::parse(args.base.as_deref().unwrap_or("http://127.0.0.1:8080")) {
+                Ok(base) => base,
+                Err(error) => return Some(Err(error)),
+            };
+            Some(
+                search::run(
+                    &base,
+                    args.queries,
+                    args.writers.unwrap_or(1),
+                    args.out.as_deref(),
+                    &args.label,
+                    &args.pids,
+                )
+                .await,
+            )
+        }
+        _ => None,
+    }
+}
+
 /// One publishing step's shared counters.
 struct StepStats {
     start: u64,
@@ -313,6 +359,13 @@ async fn main() {
                 eprintln!("stoa-bench: {error}");
                 std::process::exit(2);
             }
+        }
+        return;
+    }
+    if let Some(result) = run_search(&args).await {
+        if let Err(error) = result {
+            eprintln!("stoa-bench: {error}");
+            std::process::exit(1);
         }
         return;
     }

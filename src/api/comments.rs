@@ -9,7 +9,7 @@ use warp::{Filter, Rejection};
 use super::error::{respond, ApiError};
 use super::identity;
 use super::threads::{actor, edited, removal, MAX_CONTENT};
-use super::{id_field, json_body, json_reply, text_field};
+use super::{id_field, json_body, json_reply, render_content, text_field};
 use crate::auth::Viewer;
 use crate::db::{Json, Posted};
 use crate::State;
@@ -54,9 +54,10 @@ async fn handle_create(
     let thread_id = id_field("threadId", body.thread_id)?;
     let content = text_field("content", body.content, 1, MAX_CONTENT)?;
     let id = uuid::Uuid::now_v7().to_string();
+    let content_html = render_content(&state, &content).await?;
     let comment = match state
         .db
-        .add_comment(id, thread_id, actor(&author), content)
+        .add_comment(id, thread_id, actor(&author), content, content_html)
         .await?
     {
         Posted::Added(comment) => comment,
@@ -88,7 +89,11 @@ fn edit(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> +
                 respond(
                     async move {
                         let content = text_field("content", body.content, 1, MAX_CONTENT)?;
-                        let outcome = state.db.edit_comment(id, actor(&author), content).await?;
+                        let content_html = render_content(&state, &content).await?;
+                        let outcome = state
+                            .db
+                            .edit_comment(id, actor(&author), content, content_html)
+                            .await?;
                         let comment = edited(outcome, "comment")?;
                         Ok(json_reply(StatusCode::OK, &Created { comment }))
                     }

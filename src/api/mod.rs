@@ -12,6 +12,8 @@ pub mod error;
 pub mod events;
 pub mod identity;
 pub mod likes;
+pub mod preview;
+pub mod search;
 pub mod status;
 pub mod threads;
 
@@ -45,6 +47,10 @@ pub fn routes(
         .or(comments::routes(state.clone()))
         .unify()
         .or(likes::routes(state.clone()))
+        .unify()
+        .or(preview::routes(state.clone()))
+        .unify()
+        .or(search::routes(state.clone()))
         .unify()
         .or(events::routes(state.clone()))
         .unify()
@@ -107,6 +113,8 @@ fn route_label(path: &str) -> &'static str {
         "/api/community/threads",
         "/api/community/comment",
         "/api/community/like",
+        "/api/community/preview",
+        "/api/community/search",
         events::PATH,
         "/api/community/stats",
         "/api/admin/log",
@@ -183,6 +191,20 @@ pub fn text_field(
 }
 
 /// An id given by the client (path or body): ids are short, printable text.
+/// The HTML a post's `content` renders to, its `@name`s of existing users
+/// linked. Every write of a thread's or comment's content goes through
+/// here, so what is stored beside the source is always this function's.
+pub async fn render_content(state: &State, content: &str) -> Result<String, ApiError> {
+    let mentioned = crate::markdown::mentioned(content);
+    let known = if mentioned.is_empty() {
+        Vec::new()
+    } else {
+        state.db.registered_usernames(mentioned).await?
+    };
+    let user = |name: &str| known.iter().find(|k| k.eq_ignore_ascii_case(name)).cloned();
+    Ok(crate::markdown::render(content, &user))
+}
+
 pub fn id_field(field: &'static str, value: Option<String>) -> Result<String, ApiError> {
     let value = value.ok_or_else(|| ApiError::invalid(field, format!("{field} is required")))?;
     if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {

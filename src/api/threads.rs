@@ -9,7 +9,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::error::{respond, ApiError};
 use super::identity;
-use super::{json_body, json_reply, text_field};
+use super::{json_body, json_reply, render_content, text_field};
 use crate::auth::Viewer;
 use crate::db::{Actor, Cursor, DbError, Edit, Flag, Json, Removal};
 use crate::State;
@@ -165,9 +165,10 @@ async fn handle_create(
     let content = text_field("content", body.content, 1, MAX_CONTENT)?;
     let author_id = author.id().unwrap_or_default().to_string();
     let id = uuid::Uuid::now_v7().to_string();
+    let content_html = render_content(&state, &content).await?;
     let thread = state
         .db
-        .create_thread(id, author_id, title, content)
+        .create_thread(id, author_id, title, content, content_html)
         .await?;
     Ok(json_reply(StatusCode::CREATED, &Created { thread }))
 }
@@ -205,10 +206,14 @@ async fn handle_edit(
         .title
         .map(|title| text_field("title", Some(title), 1, MAX_TITLE))
         .transpose()?;
-    let content = body
-        .content
-        .map(|content| text_field("content", Some(content), 1, MAX_CONTENT))
-        .transpose()?;
+    let content = match body.content {
+        Some(content) => {
+            let content = text_field("content", Some(content), 1, MAX_CONTENT)?;
+            let content_html = render_content(&state, &content).await?;
+            Some((content, content_html))
+        }
+        None => None,
+    };
     let outcome = state
         .db
         .edit_thread(id, actor(&author), title, content)

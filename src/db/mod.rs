@@ -215,6 +215,15 @@ pub struct ThreadWithComments {
     pub last_event_id: i64,
 }
 
+/// One search result: the thread, the comment when the match is in one,
+/// and the matched text with the database's marks (see `crate::search`).
+#[derive(Debug)]
+pub struct SearchHit {
+    pub thread: Json,
+    pub comment: Option<Json>,
+    pub snippet: String,
+}
+
 /// What a like is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -453,15 +462,17 @@ impl Db {
         on_backend!(self, store => store.end_session(token_hash))
     }
 
-    /// Adds a thread; returns it as the API shows it.
+    /// Adds a thread, with the HTML its content renders to; returns it as
+    /// the API shows it.
     pub async fn create_thread(
         &self,
         id: String,
         author_id: String,
         title: String,
         content: String,
+        content_html: String,
     ) -> DbResult<Json> {
-        on_backend!(self, store => store.create_thread(id, author_id, title, content))
+        on_backend!(self, store => store.create_thread(id, author_id, title, content, content_html))
     }
 
     /// Up to `limit` threads, newest first, strictly after `before`, as
@@ -485,16 +496,17 @@ impl Db {
         on_backend!(self, store => store.thread_with_comments(id, viewer))
     }
 
-    /// Adds a comment, unless the thread is missing or locked (to those
-    /// who do not moderate).
+    /// Adds a comment with the HTML its content renders to, unless the
+    /// thread is missing or locked (to those who do not moderate).
     pub async fn add_comment(
         &self,
         id: String,
         thread_id: String,
         author: Actor,
         content: String,
+        content_html: String,
     ) -> DbResult<Posted> {
-        on_backend!(self, store => store.add_comment(id, thread_id, author, content))
+        on_backend!(self, store => store.add_comment(id, thread_id, author, content, content_html))
     }
 
     /// Changes a thread's title and/or content, if `actor` wrote it or
@@ -504,14 +516,21 @@ impl Db {
         id: String,
         actor: Actor,
         title: Option<String>,
-        content: Option<String>,
+        content: Option<(String, String)>,
     ) -> DbResult<Edit> {
         on_backend!(self, store => store.edit_thread(id, actor, title, content))
     }
 
-    /// Changes a comment's content, if `actor` wrote it or moderates.
-    pub async fn edit_comment(&self, id: String, actor: Actor, content: String) -> DbResult<Edit> {
-        on_backend!(self, store => store.edit_comment(id, actor, content))
+    /// Changes a comment's content (and its HTML), if `actor` wrote it or
+    /// moderates.
+    pub async fn edit_comment(
+        &self,
+        id: String,
+        actor: Actor,
+        content: String,
+        content_html: String,
+    ) -> DbResult<Edit> {
+        on_backend!(self, store => store.edit_comment(id, actor, content, content_html))
     }
 
     /// Locks or unlocks, pins or unpins a thread (by a moderator), and
@@ -553,6 +572,25 @@ impl Db {
     /// `before`.
     pub async fn moderation_log(&self, limit: usize, before: Option<i64>) -> DbResult<Vec<Json>> {
         on_backend!(self, store => store.moderation_log(limit, before))
+    }
+
+    /// Up to `limit` threads and comments matching every one of `words`
+    /// (the last as a prefix), best match first, then newest, after the
+    /// first `offset`, as `viewer` sees them. Deleted posts are never found.
+    pub async fn search(
+        &self,
+        words: Vec<String>,
+        viewer: Option<String>,
+        limit: usize,
+        offset: usize,
+    ) -> DbResult<Vec<SearchHit>> {
+        on_backend!(self, store => store.search(words, viewer, limit, offset))
+    }
+
+    /// Of `names`, those that are users, each as registered (any letter
+    /// case matches): whom a post's `@name` mentions.
+    pub async fn registered_usernames(&self, names: Vec<String>) -> DbResult<Vec<String>> {
+        on_backend!(self, store => store.registered_usernames(names))
     }
 
     /// Sets or clears `user_id`'s like; the target's like count afterwards,

@@ -69,6 +69,8 @@ pub mod paths {
     pub const ME: &str = "/api/auth/me";
     pub const THREADS: &str = "/api/community/threads";
     pub const COMMENT: &str = "/api/community/comment";
+    pub const PREVIEW: &str = "/api/community/preview";
+    pub const SEARCH: &str = "/api/community/search";
     pub const LIKE: &str = "/api/community/like";
     pub const EVENTS: &str = "/api/community/events";
     pub const STATS: &str = "/api/community/stats";
@@ -375,6 +377,31 @@ impl TestApp {
             .expect_status(StatusCode::OK)
     }
 
+    /// `GET /api/community/search?q=&limit=&before=`
+    pub async fn try_search(
+        &self,
+        who: Option<&Session>,
+        q: &str,
+        limit: Option<usize>,
+        before: Option<&str>,
+    ) -> Answer {
+        let mut path = format!("{}?q={}", paths::SEARCH, url_encode(q));
+        if let Some(limit) = limit {
+            path.push_str(&format!("&limit={limit}"));
+        }
+        if let Some(before) = before {
+            path.push_str(&format!("&before={}", url_encode(before)));
+        }
+        self.call(Method::GET, &path, who, None).await
+    }
+
+    /// `{results, nextCursor}` for `q`, the first page.
+    pub async fn search(&self, q: &str) -> Value {
+        self.try_search(None, q, None, None)
+            .await
+            .expect_status(StatusCode::OK)
+    }
+
     /// `GET /api/community/threads/:id`
     pub async fn try_thread(&self, who: Option<&Session>, id: &str) -> Answer {
         self.call(Method::GET, &paths::thread(id), who, None).await
@@ -404,6 +431,13 @@ impl TestApp {
     pub async fn try_comment(&self, who: &Session, thread_id: &str, content: &str) -> Answer {
         let body = json!({"threadId": thread_id, "content": content});
         self.call(Method::POST, paths::COMMENT, Some(who), Some(body))
+            .await
+    }
+
+    /// `POST /api/community/preview`: a draft's Markdown rendered, nothing stored.
+    pub async fn try_preview(&self, who: Option<&Session>, content: &str) -> Answer {
+        let body = json!({"content": content});
+        self.call(Method::POST, paths::PREVIEW, who, Some(body))
             .await
     }
 

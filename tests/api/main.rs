@@ -25,6 +25,12 @@ mod moderation;
 mod crash;
 // The real binary: SIGTERM under load, two processes on one database.
 mod process;
+// Markdown rendered when written, contentHtml in answers and events.
+mod richtext;
+// Full-text search: matching, order, snippets, paging, errors.
+mod search;
+// The script-injection corpus through every field a person types.
+mod xss;
 // Databases made by earlier (and later) releases.
 mod upgrade;
 // Property tests: bad input of every kind, and consistency after any calls.

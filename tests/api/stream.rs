@@ -198,6 +198,7 @@ fn thread_titled(title: &str, author: &str) -> serde_json::Value {
         "id": "$any",
         "title": title,
         "content": "$any",
+        "contentHtml": "$any",
         "author": {"id": author, "username": "$any"},
         "createdAt": "$timestamp",
         "likeCount": 0,
@@ -227,6 +228,8 @@ async fn a_write_from_another_process_reaches_open_streams() {
         "id": "from-the-shell",
         "title": "Admin post",
         "content": "hi",
+        // Written from outside, no HTML was rendered: shown as text.
+        "contentHtml": null,
         "author": {"id": alice.id, "username": "alice"},
         "createdAt": "$timestamp",
         "likeCount": 0,
@@ -282,7 +285,7 @@ async fn expect_threads_in_order(stream: &mut SseStream, count: i64, whose: &str
     for start in (1..=count).step_by(BATCH as usize) {
         let ids = start..=(start + BATCH - 1).min(count);
         let expected: Vec<_> = ids
-            .map(|id| frame(id, "new_thread", json!({"id": format!("t{:05}", id - 1), "title": "t", "content": "$any", "author": "$any", "createdAt": "$timestamp", "likeCount": 0, "commentCount": 0, "likedByMe": false, "editedAt": null, "locked": false, "pinned": false})))
+            .map(|id| frame(id, "new_thread", json!({"id": format!("t{:05}", id - 1), "title": "t", "content": "$any", "contentHtml": null, "author": "$any", "createdAt": "$timestamp", "likeCount": 0, "commentCount": 0, "likedByMe": false, "editedAt": null, "locked": false, "pinned": false})))
             .collect();
         let received = stream.take_events(expected.len()).await;
         assert_events!(received, expected, "{whose}");

@@ -26,9 +26,9 @@ fn first_release_forum(path: &std::path::Path) -> Vec<(i64, Value)> {
     conn.execute_batch(FIRST_RELEASE_SCHEMA).unwrap();
     conn.execute_batch(
         "INSERT INTO users (id, username, password_hash) VALUES ('u-ada', 'ada', 'x'), ('u-bob', 'bob', 'x');
-         INSERT INTO threads (id, author_id, title, content) VALUES ('t-1', 'u-ada', 'Kept', 'first');
+         INSERT INTO threads (id, author_id, title, content) VALUES ('t-1', 'u-ada', 'Kept', '**first**, @bob');
          INSERT INTO threads (id, author_id, title, content) VALUES ('t-2', 'u-bob', 'Removed', 'second');
-         INSERT INTO comments (id, thread_id, author_id, content) VALUES ('c-1', 't-1', 'u-bob', 'a reply');
+         INSERT INTO comments (id, thread_id, author_id, content) VALUES ('c-1', 't-1', 'u-bob', 'a <script>reply</script>');
          INSERT INTO comments (id, thread_id, author_id, content) VALUES ('c-2', 't-1', 'u-ada', 'mine');
          INSERT INTO likes (user_id, thread_id) VALUES ('u-bob', 't-1');
          INSERT INTO likes (user_id, thread_id, comment_id) VALUES ('u-ada', 't-1', 'c-1');
@@ -82,6 +82,17 @@ async fn a_database_from_the_release_before_migrations_is_upgraded_in_place() {
     assert_eq!(threads[0]["likeCount"], 1);
     assert_eq!(threads[0]["commentCount"], 1);
     assert_eq!(page["lastEventId"], 9);
+    // The migration rendered every stored post's HTML, mentions included.
+    assert_eq!(
+        threads[0]["contentHtml"],
+        "<p><strong>first</strong>, <a class=\"mention\" href=\"/?q=%40bob\" \
+         rel=\"nofollow ugc noopener\">@bob</a></p>\n"
+    );
+    let thread = app.thread(None, "t-1").await;
+    assert_eq!(
+        thread["comments"][0]["contentHtml"],
+        "<p>a &lt;script&gt;reply&lt;/script&gt;</p>\n"
+    );
     let stats = app.stats().await;
     assert_eq!(stats["outbox"]["earliestId"], 2);
     assert_eq!(stats["outbox"]["latestId"], 9);
@@ -163,4 +174,57 @@ async fn the_binary_refuses_a_database_from_a_newer_stoa_and_changes_nothing() {
         "the refusal names both versions: {stderr}"
     );
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was written");
+}
+
+/// A PostgreSQL database from before rich text (migrations 1 and 2) gets
+/// the HTML of every stored post rendered, its outbox left as it was.
+#[cfg(stoa_test_postgres)]
+#[tokio::test]
+async fn a_postgres_database_from_before_rich_text_gets_its_posts_rendered() {
+    use crate::backend::{execute_outside, fresh_database, query_outside};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    execute_outside(
+        &db,
+        &format!(
+            "{}; {};
+             CREATE TABLE schema_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO schema_migrations (version, name)
+                 VALUES (1, 'initial'), (2, 'shared rate limits');
+             INSERT INTO users (id, username, password_hash) VALUES ('u-ada', 'ada', 'x'), ('u-bob', 'bob', 'x');
+             INSERT INTO threads (id, author_id, title, content) VALUES ('t-1', 'u-ada', 'Kept', '**first**, @bob');
+             INSERT INTO comments (id, thread_id, author_id, content) VALUES ('c-1', 't-1', 'u-bob', 'a <script>reply</script>')",
+            include_str!("../../src/db/postgres/migrations/0001_initial.sql"),
+            include_str!("../../src/db/postgres/migrations/0002_shared_rate_limits.sql"),
+        ),
+    )
+    .await;
+    let outbox = "SELECT id::text, type, payload::text FROM outbox ORDER BY id";
+    let before = query_outside(&db, outbox).await;
+    assert_eq!(
+        before.len(),
+        3,
+        "the thread, the comment and its notification"
+    );
+
+    let app = spawn_app_with(|config| *config = test_config(db.clone())).await;
+    let thread = app.thread(None, "t-1").await;
+    assert_eq!(
+        thread["thread"]["contentHtml"],
+        "<p><strong>first</strong>, <a class=\"mention\" href=\"/?q=%40bob\" \
+         rel=\"nofollow ugc noopener\">@bob</a></p>\n"
+    );
+    assert_eq!(
+        thread["comments"][0]["contentHtml"],
+        "<p>a &lt;script&gt;reply&lt;/script&gt;</p>\n"
+    );
+    assert_eq!(
+        query_outside(&db, outbox).await,
+        before,
+        "no event was added or changed"
+    );
 }

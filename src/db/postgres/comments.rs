@@ -14,6 +14,7 @@ pub async fn insert<C: GenericClient>(
     thread_id: &str,
     author: &Actor,
     content: &str,
+    content_html: &str,
 ) -> DbResult<Posted> {
     let locked = optional(
         conn,
@@ -28,9 +29,10 @@ pub async fn insert<C: GenericClient>(
     }
     let row = optional(
         conn,
-        "INSERT INTO comments (id, thread_id, author_id, content) VALUES ($1, $2, $3, $4)
+        "INSERT INTO comments (id, thread_id, author_id, content, content_html)
+         VALUES ($1, $2, $3, $4, $5)
          RETURNING stoa_comment_json(comments, NULL)::text",
-        &[&id, &thread_id, &author.id, &content],
+        &[&id, &thread_id, &author.id, &content, &content_html],
     )
     .await?;
     match row {
@@ -98,6 +100,7 @@ pub async fn edit<C: GenericClient>(
     id: &str,
     actor: &Actor,
     content: &str,
+    content_html: &str,
 ) -> DbResult<Edit> {
     match locked_row(conn, id).await? {
         None => return Ok(Edit::Missing),
@@ -106,9 +109,9 @@ pub async fn edit<C: GenericClient>(
     }
     let row = optional(
         conn,
-        "UPDATE comments SET content = $2 WHERE id = $1
+        "UPDATE comments SET content = $2, content_html = $4 WHERE id = $1
          RETURNING stoa_comment_json(comments, $3)::text",
-        &[&id, &content, &actor.id],
+        &[&id, &content, &actor.id, &content_html],
     )
     .await?;
     match row {

@@ -2,7 +2,7 @@
 //! in order, in its own transaction under an advisory lock (so nodes
 //! starting together migrate once), and recorded in `schema_migrations`.
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{Object, Transaction};
 
 use crate::db::{DbError, DbResult};
 
@@ -18,9 +18,62 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0003_cached_json_plans.sql"),
     ),
     ("moderation", include_str!("migrations/0004_moderation.sql")),
+    ("richtext", include_str!("migrations/0005_richtext.sql")),
     #[cfg(feature = "test-migration")]
     ("a no-op for the rolling-restart test", "SELECT 1"),
 ];
+
+/// Rows rendered between two progress lines in the log.
+const PROGRESS_EVERY: usize = 10_000;
+
+/// Renders the HTML of every stored thread and comment (the rich-text
+/// migration), in the migration's transaction. Only `content_html`
+/// changes, which no trigger watches, so no event is written and no outbox
+/// id moves.
+async fn render_stored_posts(tx: &Transaction<'_>) -> DbResult<()> {
+    let mut users = std::collections::HashMap::new();
+    for row in tx.query("SELECT username FROM users", &[]).await? {
+        let name: String = row.get(0);
+        users.insert(name.to_lowercase(), name);
+    }
+    let user = |name: &str| users.get(&name.to_lowercase()).cloned();
+    let total: i64 = tx
+        .query_one(
+            "SELECT (SELECT count(*) FROM threads) + (SELECT count(*) FROM comments)",
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut rendered = 0usize;
+    for table in ["threads", "comments"] {
+        let read = format!("SELECT id, content FROM {table} WHERE id > $1 ORDER BY id LIMIT 1000");
+        let write = format!(
+            "UPDATE {table} t SET content_html = r.html
+             FROM unnest($1::text[], $2::text[]) AS r(id, html) WHERE t.id = r.id"
+        );
+        let mut after = String::new();
+        loop {
+            let batch = tx.query(&read, &[&after]).await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = last.get(0);
+            let ids: Vec<String> = batch.iter().map(|row| row.get(0)).collect();
+            let html: Vec<String> = batch
+                .iter()
+                .map(|row| crate::markdown::render(row.get(1), &user))
+                .collect();
+            tx.execute(&write, &[&ids, &html]).await?;
+            let before = rendered;
+            rendered += ids.len();
+            if rendered / PROGRESS_EVERY > before / PROGRESS_EVERY {
+                tracing::info!(rendered, total, "rendering the HTML of stored posts");
+            }
+        }
+    }
+    tracing::info!(rendered, "rendered the HTML of every stored post");
+    Ok(())
+}
 
 /// The schema version this binary brings a database to.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -67,6 +120,11 @@ pub async fn apply(conn: &mut Object) -> DbResult<Vec<i64>> {
         };
         let next = current + 1;
         tx.batch_execute(sql).await?;
+        // Work beyond the SQL, in the same transaction, by the migration's
+        // name (which stays when migrations are renumbered).
+        if *name == "richtext" {
+            render_stored_posts(&tx).await?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
             &[&(next as i32), name],

@@ -14,6 +14,7 @@ mod likes;
 mod log;
 mod migrate;
 pub mod outbox;
+mod search;
 mod sessions;
 mod threads;
 mod users;
@@ -33,7 +34,7 @@ use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::{
     Actor, Banning, Cursor, DbError, DbResult, Edit, Flag, Json, Posted, Range, Removal, Role,
-    RoleChange, Row, Target, ThreadPage, ThreadWithComments, User,
+    RoleChange, Row, SearchHit, Target, ThreadPage, ThreadWithComments, User,
 };
 use crate::fixtures::DataSet;
 
@@ -369,12 +370,13 @@ impl Store {
         author_id: String,
         title: String,
         content: String,
+        content_html: String,
     ) -> DbResult<Json> {
         self.writer
             .write(move |conn| {
-                Box::pin(
-                    async move { threads::insert(conn, &id, &author_id, &title, &content).await },
-                )
+                Box::pin(async move {
+                    threads::insert(conn, &id, &author_id, &title, &content, &content_html).await
+                })
             })
             .await
     }
@@ -422,12 +424,13 @@ impl Store {
         thread_id: String,
         author: Actor,
         content: String,
+        content_html: String,
     ) -> DbResult<Posted> {
         self.writer
             .write(move |conn| {
-                Box::pin(
-                    async move { comments::insert(conn, &id, &thread_id, &author, &content).await },
-                )
+                Box::pin(async move {
+                    comments::insert(conn, &id, &thread_id, &author, &content, &content_html).await
+                })
             })
             .await
     }
@@ -437,21 +440,32 @@ impl Store {
         id: String,
         actor: Actor,
         title: Option<String>,
-        content: Option<String>,
+        content: Option<(String, String)>,
     ) -> DbResult<Edit> {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    threads::edit(conn, &id, &actor, title.as_deref(), content.as_deref()).await
+                    let content = content
+                        .as_ref()
+                        .map(|(text, html)| (text.as_str(), html.as_str()));
+                    threads::edit(conn, &id, &actor, title.as_deref(), content).await
                 })
             })
             .await
     }
 
-    pub async fn edit_comment(&self, id: String, actor: Actor, content: String) -> DbResult<Edit> {
+    pub async fn edit_comment(
+        &self,
+        id: String,
+        actor: Actor,
+        content: String,
+        content_html: String,
+    ) -> DbResult<Edit> {
         self.writer
             .write(move |conn| {
-                Box::pin(async move { comments::edit(conn, &id, &actor, &content).await })
+                Box::pin(
+                    async move { comments::edit(conn, &id, &actor, &content, &content_html).await },
+                )
             })
             .await
     }
@@ -511,6 +525,27 @@ impl Store {
 
     pub async fn moderation_log(&self, limit: usize, before: Option<i64>) -> DbResult<Vec<Json>> {
         log::page(&self.conn().await?, limit, before).await
+    }
+
+    pub async fn search(
+        &self,
+        words: Vec<String>,
+        viewer: Option<String>,
+        limit: usize,
+        offset: usize,
+    ) -> DbResult<Vec<SearchHit>> {
+        search::search(
+            &self.conn().await?,
+            &words,
+            viewer.as_deref(),
+            limit,
+            offset,
+        )
+        .await
+    }
+
+    pub async fn registered_usernames(&self, names: Vec<String>) -> DbResult<Vec<String>> {
+        users::registered(&self.conn().await?, &names).await
     }
 
     pub async fn set_like(
@@ -614,14 +649,30 @@ async fn load_fixture(conn: &Transaction<'_>, data: &DataSet, hashes: &[String])
     for sample in &data.threads {
         let thread_id = uuid::Uuid::now_v7().to_string();
         let author = id_of(&sample.author)?;
-        threads::insert(conn, &thread_id, &author, &sample.title, &sample.content).await?;
+        threads::insert(
+            conn,
+            &thread_id,
+            &author,
+            &sample.title,
+            &sample.content,
+            &sample.content_html,
+        )
+        .await?;
         for comment in &sample.comments {
             let id = uuid::Uuid::now_v7().to_string();
             let author = Actor {
                 id: id_of(&comment.author)?,
                 moderates: true,
             };
-            comments::insert(conn, &id, &thread_id, &author, &comment.content).await?;
+            comments::insert(
+                conn,
+                &id,
+                &thread_id,
+                &author,
+                &comment.content,
+                &comment.content_html,
+            )
+            .await?;
         }
         for liker in &sample.likes {
             let target = Target::Thread(thread_id.clone());

@@ -12,12 +12,14 @@ pub async fn insert<C: GenericClient>(
     author_id: &str,
     title: &str,
     content: &str,
+    content_html: &str,
 ) -> DbResult<Json> {
     let row = one(
         conn,
-        "INSERT INTO threads (id, author_id, title, content) VALUES ($1, $2, $3, $4)
+        "INSERT INTO threads (id, author_id, title, content, content_html)
+         VALUES ($1, $2, $3, $4, $5)
          RETURNING stoa_thread_json(threads, NULL)::text",
-        &[&id, &author_id, &title, &content],
+        &[&id, &author_id, &title, &content, &content_html],
     )
     .await?;
     json(row.get(0))
@@ -128,7 +130,7 @@ pub async fn edit<C: GenericClient>(
     id: &str,
     actor: &Actor,
     title: Option<&str>,
-    content: Option<&str>,
+    content: Option<(&str, &str)>,
 ) -> DbResult<Edit> {
     match locked_row(conn, id).await? {
         None => return Ok(Edit::Missing),
@@ -137,9 +139,10 @@ pub async fn edit<C: GenericClient>(
     }
     execute(
         conn,
-        "UPDATE threads SET title = coalesce($2, title), content = coalesce($3, content)
+        "UPDATE threads SET title = coalesce($2, title), content = coalesce($3, content),
+             content_html = coalesce($4, content_html)
          WHERE id = $1",
-        &[&id, &title, &content],
+        &[&id, &title, &content.map(|c| c.0), &content.map(|c| c.1)],
     )
     .await?;
     let thread = get(conn, id, Some(&actor.id)).await?;

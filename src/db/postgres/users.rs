@@ -2,7 +2,7 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{execute, log, optional};
+use super::{execute, log, optional, rows};
 use crate::db::{Ban, Banning, DbError, DbResult, Role, RoleChange, User};
 
 /// The columns [`from_row`] reads, of `users u`: a ban counts while it is
@@ -150,4 +150,17 @@ pub async fn unban<C: GenericClient>(conn: &C, user_id: &str, actor_id: &str) ->
     }
     log::write(conn, Some(actor_id), "unban", "user", user_id, None, None).await?;
     Ok(true)
+}
+
+/// Of `names`, those that are users, as each registered (names match in
+/// any letter case).
+pub async fn registered<C: GenericClient>(conn: &C, names: &[String]) -> DbResult<Vec<String>> {
+    let lowered: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
+    let found = rows(
+        conn,
+        "SELECT username FROM users WHERE lower(username) = ANY($1)",
+        &[&lowered],
+    )
+    .await?;
+    Ok(found.into_iter().map(|row| row.get(0)).collect())
 }

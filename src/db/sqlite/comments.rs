@@ -17,6 +17,7 @@ pub fn insert(
     thread_id: &str,
     author: &Actor,
     content: &str,
+    content_html: &str,
 ) -> DbResult<Posted> {
     let locked: Option<bool> = cached_row(
         conn,
@@ -32,8 +33,9 @@ pub fn insert(
     }
     cached_execute(
         conn,
-        "INSERT INTO comments (id, thread_id, author_id, content) VALUES (?1, ?2, ?3, ?4)",
-        params![id, thread_id, author.id, content],
+        "INSERT INTO comments (id, thread_id, author_id, content, content_html)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, thread_id, author.id, content, content_html],
     )?;
     Ok(Posted::Added(cached_row(
         conn,
@@ -55,6 +57,18 @@ pub fn for_thread(conn: &Connection, thread_id: &str, viewer: Option<&str>) -> D
         |row| json(row.get(0)?),
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One comment as `viewer` sees it.
+pub fn get(conn: &Connection, id: &str, viewer: Option<&str>) -> DbResult<Option<Json>> {
+    let sql = format!("SELECT {LIKED_BY_VIEWER} FROM comment_json v WHERE v.id = :id");
+    Ok(cached_row(
+        conn,
+        &sql,
+        named_params! {":id": id, ":viewer": viewer},
+        |row| json(row.get(0)?),
+    )
+    .optional()?)
 }
 
 fn author_of(conn: &Connection, id: &str) -> DbResult<Option<String>> {
@@ -99,7 +113,13 @@ pub fn delete(conn: &Connection, id: &str, actor: &Actor) -> DbResult<Removal> {
 
 /// Changes the content if `actor` wrote the comment or moderates; the
 /// `comment_edited` trigger sends the event only when it changed.
-pub fn edit(conn: &Connection, id: &str, actor: &Actor, content: &str) -> DbResult<Edit> {
+pub fn edit(
+    conn: &Connection,
+    id: &str,
+    actor: &Actor,
+    content: &str,
+    content_html: &str,
+) -> DbResult<Edit> {
     match author_of(conn, id)? {
         None => return Ok(Edit::Missing),
         Some(author) if author != actor.id && !actor.moderates => return Ok(Edit::NotYours),
@@ -107,8 +127,8 @@ pub fn edit(conn: &Connection, id: &str, actor: &Actor, content: &str) -> DbResu
     }
     cached_execute(
         conn,
-        "UPDATE comments SET content = ?2 WHERE id = ?1",
-        params![id, content],
+        "UPDATE comments SET content = ?2, content_html = ?3 WHERE id = ?1",
+        params![id, content, content_html],
     )?;
     let sql = format!("SELECT {LIKED_BY_VIEWER} FROM comment_json v WHERE v.id = :id");
     let comment = cached_row(
@@ -134,7 +154,7 @@ mod tests {
             moderates: false,
         };
         assert!(matches!(
-            insert(&conn, "c1", "nope", &alice, "hi").unwrap(),
+            insert(&conn, "c1", "nope", &alice, "hi", "<p>hi</p>").unwrap(),
             Posted::Missing
         ));
         let count: i64 = conn
@@ -146,7 +166,15 @@ mod tests {
     #[test]
     fn comments_list_oldest_first() {
         let conn = with_users(&["alice"]);
-        threads::insert(&conn, "t1", "id-alice", "title", "content").unwrap();
+        threads::insert(
+            &conn,
+            "t1",
+            "id-alice",
+            "title",
+            "content",
+            "<p>content</p>",
+        )
+        .unwrap();
         for (id, at) in [
             ("c2", "2026-01-01T00:00:02Z"),
             ("c1", "2026-01-01T00:00:01Z"),

@@ -94,7 +94,15 @@ mod tests {
     #[test]
     fn liking_twice_counts_once_and_emits_one_event() {
         let conn = with_users(&["alice", "bob"]);
-        threads::insert(&conn, "t1", "id-alice", "title", "content").unwrap();
+        threads::insert(
+            &conn,
+            "t1",
+            "id-alice",
+            "title",
+            "content",
+            "<p>content</p>",
+        )
+        .unwrap();
         let target = Target::Thread("t1".into());
         assert_eq!(set(&conn, "id-bob", &target, true).unwrap(), Some(1));
         assert_eq!(set(&conn, "id-bob", &target, true).unwrap(), Some(1));

@@ -17,7 +17,63 @@ use super::super::{DbError, DbResult};
 const MIGRATIONS: &[(&str, &str)] = &[
     ("initial", include_str!("migrations/0001_initial.sql")),
     ("moderation", include_str!("migrations/0002_moderation.sql")),
+    ("richtext", include_str!("migrations/0003_richtext.sql")),
 ];
+
+/// Rows rendered between two progress lines in the log.
+const PROGRESS_EVERY: usize = 10_000;
+
+/// Renders the HTML of every stored thread and comment (the rich-text
+/// migration). Only `content_html` changes, which no trigger watches, so
+/// no event is written and no outbox id moves.
+fn render_stored_posts(conn: &Connection) -> DbResult<()> {
+    let mut users = std::collections::HashMap::new();
+    {
+        let mut statement = conn.prepare("SELECT username FROM users")?;
+        let names = statement.query_map([], |row| row.get::<_, String>(0))?;
+        for name in names {
+            let name = name?;
+            users.insert(name.to_ascii_lowercase(), name);
+        }
+    }
+    let user = |name: &str| users.get(&name.to_ascii_lowercase()).cloned();
+    let total: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM threads) + (SELECT count(*) FROM comments)",
+        [],
+        |row| row.get(0),
+    )?;
+    let mut rendered = 0usize;
+    for table in ["threads", "comments"] {
+        let mut read = conn.prepare(&format!(
+            "SELECT rowid, content FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT 1000"
+        ))?;
+        let mut write = conn.prepare(&format!(
+            "UPDATE {table} SET content_html = ?2 WHERE rowid = ?1"
+        ))?;
+        let mut after = 0i64;
+        loop {
+            let batch: Vec<(i64, String)> = read
+                .query_map([after], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            for (rowid, content) in &batch {
+                write.execute(tokio_rusqlite::rusqlite::params![
+                    rowid,
+                    crate::markdown::render(content, &user)
+                ])?;
+                rendered += 1;
+                if rendered.is_multiple_of(PROGRESS_EVERY) {
+                    tracing::info!(rendered, total, "rendering the HTML of stored posts");
+                }
+            }
+            after = last;
+        }
+    }
+    tracing::info!(rendered, "rendered the HTML of every stored post");
+    Ok(())
+}
 
 /// The schema version this binary brings a database to.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -61,6 +117,11 @@ pub fn apply(conn: &mut Connection) -> DbResult<Vec<i64>> {
         };
         let next = current + 1;
         tx.execute_batch(sql)?;
+        // Work beyond the SQL, in the same transaction, by the migration's
+        // name (which stays when migrations are renumbered).
+        if *name == "richtext" {
+            render_stored_posts(&tx)?;
+        }
         tx.pragma_update(None, "user_version", next)?;
         tx.commit()?;
         tracing::info!(version = next, name, "applied database migration");

@@ -9,6 +9,7 @@ mod likes;
 mod log;
 mod migrate;
 pub mod outbox;
+mod search;
 mod sessions;
 mod threads;
 mod users;
@@ -24,7 +25,7 @@ use tokio_rusqlite::rusqlite::{self, Connection, ErrorCode};
 
 use super::{
     Actor, Banning, Cursor, DbError, DbResult, Edit, Flag, Json, Posted, Range, Removal, Role,
-    RoleChange, Row, Target, ThreadPage, ThreadWithComments, User,
+    RoleChange, Row, SearchHit, Target, ThreadPage, ThreadWithComments, User,
 };
 use crate::fixtures::DataSet;
 
@@ -237,9 +238,12 @@ impl Store {
         author_id: String,
         title: String,
         content: String,
+        content_html: String,
     ) -> DbResult<Json> {
-        self.write(move |conn| threads::insert(conn, &id, &author_id, &title, &content))
-            .await
+        self.write(move |conn| {
+            threads::insert(conn, &id, &author_id, &title, &content, &content_html)
+        })
+        .await
     }
 
     pub async fn thread_page(
@@ -281,9 +285,12 @@ impl Store {
         thread_id: String,
         author: Actor,
         content: String,
+        content_html: String,
     ) -> DbResult<Posted> {
-        self.write(move |conn| comments::insert(conn, &id, &thread_id, &author, &content))
-            .await
+        self.write(move |conn| {
+            comments::insert(conn, &id, &thread_id, &author, &content, &content_html)
+        })
+        .await
     }
 
     pub async fn edit_thread(
@@ -291,16 +298,25 @@ impl Store {
         id: String,
         actor: Actor,
         title: Option<String>,
-        content: Option<String>,
+        content: Option<(String, String)>,
     ) -> DbResult<Edit> {
         self.write(move |conn| {
-            threads::edit(conn, &id, &actor, title.as_deref(), content.as_deref())
+            let content = content
+                .as_ref()
+                .map(|(text, html)| (text.as_str(), html.as_str()));
+            threads::edit(conn, &id, &actor, title.as_deref(), content)
         })
         .await
     }
 
-    pub async fn edit_comment(&self, id: String, actor: Actor, content: String) -> DbResult<Edit> {
-        self.write(move |conn| comments::edit(conn, &id, &actor, &content))
+    pub async fn edit_comment(
+        &self,
+        id: String,
+        actor: Actor,
+        content: String,
+        content_html: String,
+    ) -> DbResult<Edit> {
+        self.write(move |conn| comments::edit(conn, &id, &actor, &content, &content_html))
             .await
     }
 
@@ -346,6 +362,21 @@ impl Store {
 
     pub async fn moderation_log(&self, limit: usize, before: Option<i64>) -> DbResult<Vec<Json>> {
         self.read(move |tx| log::page(tx, limit, before)).await
+    }
+
+    pub async fn search(
+        &self,
+        words: Vec<String>,
+        viewer: Option<String>,
+        limit: usize,
+        offset: usize,
+    ) -> DbResult<Vec<SearchHit>> {
+        self.read(move |tx| search::search(tx, &words, viewer.as_deref(), limit, offset))
+            .await
+    }
+
+    pub async fn registered_usernames(&self, names: Vec<String>) -> DbResult<Vec<String>> {
+        self.read(move |tx| users::registered(tx, &names)).await
     }
 
     pub async fn set_like(
@@ -449,14 +480,28 @@ fn load_fixture(conn: &Connection, data: &DataSet, hashes: &[String]) -> DbResul
     for sample in &data.threads {
         let thread_id = uuid::Uuid::now_v7().to_string();
         let author = id_of(&sample.author)?;
-        threads::insert(conn, &thread_id, &author, &sample.title, &sample.content)?;
+        threads::insert(
+            conn,
+            &thread_id,
+            &author,
+            &sample.title,
+            &sample.content,
+            &sample.content_html,
+        )?;
         for comment in &sample.comments {
             let id = uuid::Uuid::now_v7().to_string();
             let author = Actor {
                 id: id_of(&comment.author)?,
                 moderates: true,
             };
-            comments::insert(conn, &id, &thread_id, &author, &comment.content)?;
+            comments::insert(
+                conn,
+                &id,
+                &thread_id,
+                &author,
+                &comment.content,
+                &comment.content_html,
+            )?;
         }
         for liker in &sample.likes {
             let target = Target::Thread(thread_id.clone());

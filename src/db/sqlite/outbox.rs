@@ -122,7 +122,15 @@ mod tests {
     #[test]
     fn rows_carry_type_data_and_time() {
         let conn = with_users(&["alice"]);
-        threads::insert(&conn, "t1", "id-alice", "title", "content").unwrap();
+        threads::insert(
+            &conn,
+            "t1",
+            "id-alice",
+            "title",
+            "content",
+            "<p>content</p>",
+        )
+        .unwrap();
         let rows = after(&conn, 0, 10).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].kind, "new_thread");
@@ -135,8 +143,8 @@ mod tests {
     #[test]
     fn pruning_never_lets_an_id_come_back() {
         let conn = with_users(&["alice"]);
-        threads::insert(&conn, "t1", "id-alice", "a", "b").unwrap();
-        threads::insert(&conn, "t2", "id-alice", "a", "b").unwrap();
+        threads::insert(&conn, "t1", "id-alice", "a", "b", "<p>b</p>").unwrap();
+        threads::insert(&conn, "t2", "id-alice", "a", "b", "<p>b</p>").unwrap();
         assert_eq!(prune(&conn, "9999", 10, 100).unwrap(), 2);
         let emptied = range(&conn).unwrap();
         assert_eq!(
@@ -146,7 +154,7 @@ mod tests {
                 latest: 2
             }
         );
-        threads::insert(&conn, "t3", "id-alice", "a", "b").unwrap();
+        threads::insert(&conn, "t3", "id-alice", "a", "b", "<p>b</p>").unwrap();
         assert_eq!(after(&conn, 0, 10).unwrap()[0].id, 3);
     }
 
@@ -154,7 +162,7 @@ mod tests {
     fn pruning_by_count_keeps_the_newest() {
         let conn = with_users(&["alice"]);
         for n in 0..5 {
-            threads::insert(&conn, &format!("t{n}"), "id-alice", "a", "b").unwrap();
+            threads::insert(&conn, &format!("t{n}"), "id-alice", "a", "b", "<p>b</p>").unwrap();
         }
         assert_eq!(prune(&conn, "0000", 2, 100).unwrap(), 3);
         let kept: Vec<i64> = after(&conn, 0, 10).unwrap().iter().map(|r| r.id).collect();
@@ -165,7 +173,7 @@ mod tests {
     fn the_newest_events_come_in_id_order() {
         let conn = with_users(&["alice"]);
         for n in 0..5 {
-            threads::insert(&conn, &format!("t{n}"), "id-alice", "a", "b").unwrap();
+            threads::insert(&conn, &format!("t{n}"), "id-alice", "a", "b", "<p>b</p>").unwrap();
         }
         let ids: Vec<i64> = newest(&conn, 3).unwrap().iter().map(|r| r.id).collect();
         assert_eq!(ids, [3, 4, 5]);

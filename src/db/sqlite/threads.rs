@@ -16,11 +16,13 @@ pub fn insert(
     author_id: &str,
     title: &str,
     content: &str,
+    content_html: &str,
 ) -> DbResult<Json> {
     cached_execute(
         conn,
-        "INSERT INTO threads (id, author_id, title, content) VALUES (?1, ?2, ?3, ?4)",
-        params![id, author_id, title, content],
+        "INSERT INTO threads (id, author_id, title, content, content_html)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, author_id, title, content, content_html],
     )?;
     Ok(cached_row(
         conn,
@@ -135,7 +137,7 @@ pub fn edit(
     id: &str,
     actor: &Actor,
     title: Option<&str>,
-    content: Option<&str>,
+    content: Option<(&str, &str)>,
 ) -> DbResult<Edit> {
     match author_of(conn, id)? {
         None => return Ok(Edit::Missing),
@@ -144,9 +146,10 @@ pub fn edit(
     }
     cached_execute(
         conn,
-        "UPDATE threads SET title = coalesce(?2, title), content = coalesce(?3, content)
+        "UPDATE threads SET title = coalesce(?2, title), content = coalesce(?3, content),
+             content_html = coalesce(?4, content_html)
          WHERE id = ?1",
-        params![id, title, content],
+        params![id, title, content.map(|c| c.0), content.map(|c| c.1)],
     )?;
     let thread = get(conn, id, Some(&actor.id))?;
     Ok(thread.map_or(Edit::Missing, Edit::Done))
@@ -229,8 +232,24 @@ pub(crate) mod tests {
     #[test]
     fn only_the_author_or_a_moderator_removes_a_thread() {
         let conn = with_users(&["alice", "bob", "mod"]);
-        insert(&conn, "t1", "id-alice", "title", "content").unwrap();
-        insert(&conn, "t2", "id-alice", "title", "content").unwrap();
+        insert(
+            &conn,
+            "t1",
+            "id-alice",
+            "title",
+            "content",
+            "<p>content</p>",
+        )
+        .unwrap();
+        insert(
+            &conn,
+            "t2",
+            "id-alice",
+            "title",
+            "content",
+            "<p>content</p>",
+        )
+        .unwrap();
         assert_eq!(
             delete(&conn, "t1", &member("id-bob")).unwrap(),
             Removal::NotYours
@@ -262,7 +281,15 @@ pub(crate) mod tests {
     #[test]
     fn an_edit_that_changes_nothing_sends_nothing() {
         let conn = with_users(&["alice"]);
-        insert(&conn, "t1", "id-alice", "title", "content").unwrap();
+        insert(
+            &conn,
+            "t1",
+            "id-alice",
+            "title",
+            "content",
+            "<p>content</p>",
+        )
+        .unwrap();
         let events = |conn: &Connection| -> i64 {
             conn.query_row(
                 "SELECT count(*) FROM outbox WHERE type = 'thread_edited'",
@@ -273,8 +300,14 @@ pub(crate) mod tests {
         };
         edit(&conn, "t1", &member("id-alice"), Some("title"), None).unwrap();
         assert_eq!(events(&conn), 0);
-        let Edit::Done(thread) = edit(&conn, "t1", &member("id-alice"), None, Some("new")).unwrap()
-        else {
+        let Edit::Done(thread) = edit(
+            &conn,
+            "t1",
+            &member("id-alice"),
+            None,
+            Some(("new", "<p>new</p>")),
+        )
+        .unwrap() else {
             panic!("edited")
         };
         assert_eq!(events(&conn), 1);

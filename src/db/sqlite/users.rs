@@ -133,6 +133,18 @@ pub fn unban(conn: &Connection, user_id: &str, actor_id: &str) -> DbResult<bool>
     Ok(true)
 }
 
+/// Of `names`, those that are users, as each registered (names match in
+/// any letter case).
+pub fn registered(conn: &Connection, names: &[String]) -> DbResult<Vec<String>> {
+    let names =
+        serde_json::to_string(names).map_err(|e| crate::db::DbError::Other(e.to_string()))?;
+    let mut statement = conn.prepare_cached(
+        "SELECT username FROM users WHERE username IN (SELECT value FROM json_each(?1))",
+    )?;
+    let found = statement.query_map([names], |row| row.get(0))?;
+    Ok(found.collect::<Result<_, _>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
