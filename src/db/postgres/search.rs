@@ -25,7 +25,8 @@ fn ts_query(words: &[String]) -> String {
     query
 }
 
-/// Up to `limit` hits for `words` after the first `offset`, as `viewer`
+/// Up to `limit` hits for `words` after the first `offset` (the best of
+/// the newest `MAX_RANKED` matches, then newest), as `viewer`
 /// sees the threads and comments. The snippet is cut from the matched
 /// text here (`crate::search::snippet`): ts_headline would leave out
 /// whatever looks like an HTML tag, and a snippet shows the text as written.
@@ -39,13 +40,18 @@ pub async fn search<C: GenericClient>(
     let found = rows(
         conn,
         "WITH q AS (SELECT to_tsquery('simple', $1) AS query),
+         matched AS (
+             SELECT * FROM (
+                 SELECT t.id AS thread_id, NULL::text AS comment_id, t.search, t.created_at
+                 FROM threads t, q WHERE t.search @@ q.query
+                 UNION ALL
+                 SELECT c.thread_id, c.id, c.search, c.created_at
+                 FROM comments c, q WHERE c.search @@ q.query
+             ) m ORDER BY created_at DESC LIMIT $5
+         ),
          hits AS (
-             SELECT t.id AS thread_id, NULL::text AS comment_id,
-                    ts_rank(t.search, q.query) AS score, t.created_at
-             FROM threads t, q WHERE t.search @@ q.query
-             UNION ALL
-             SELECT c.thread_id, c.id, ts_rank(c.search, q.query), c.created_at
-             FROM comments c, q WHERE c.search @@ q.query
+             SELECT thread_id, comment_id, ts_rank(m.search, q.query) AS score, created_at
+             FROM matched m, q
          ),
          page AS (
              SELECT * FROM hits
@@ -60,7 +66,13 @@ pub async fn search<C: GenericClient>(
          JOIN threads t ON t.id = p.thread_id
          LEFT JOIN comments c ON c.id = p.comment_id
          ORDER BY p.score DESC, p.created_at DESC, coalesce(p.comment_id, p.thread_id) DESC",
-        &[&ts_query(words), &(limit as i64), &(offset as i64), &viewer],
+        &[
+            &ts_query(words),
+            &(limit as i64),
+            &(offset as i64),
+            &viewer,
+            &crate::search::MAX_RANKED,
+        ],
     )
     .await?;
     found

@@ -5,7 +5,7 @@ use tokio_rusqlite::rusqlite::{named_params, params, Connection};
 
 use super::{cached_row, comments, threads};
 use crate::db::{DbError, DbResult, SearchHit};
-use crate::search::{MARK_END, MARK_START};
+use crate::search::{MARK_END, MARK_START, MAX_RANKED};
 
 /// Words a snippet shows around the match.
 const SNIPPET_WORDS: i64 = 24;
@@ -39,19 +39,27 @@ pub fn search(
 ) -> DbResult<Vec<SearchHit>> {
     let query = fts_query(words);
     let found: Vec<(i64, String, Option<String>)> = {
-        // Ranked in the index alone, and only the page joined: a common
-        // word matches most posts. Index rows are numbered in the order the
-        // posts were written, so the higher of two equal matches is newer.
+        // The newest MAX_RANKED matches (index rows are numbered in the
+        // order the posts were written, and FTS5 walks them newest first
+        // without scoring the rest), ranked by bm25 with a title counting
+        // twice a body; only the page is joined.
         let mut statement = conn.prepare_cached(
             "SELECT d.id, d.thread_id, d.comment_id
-             FROM (SELECT rowid AS doc, rank FROM search_index
-                   WHERE search_index MATCH :query
-                   ORDER BY rank, rowid DESC LIMIT :limit OFFSET :offset) AS hit
+             FROM (SELECT doc, score FROM (
+                       SELECT rowid AS doc, bm25(search_index, 2.0, 1.0) AS score
+                       FROM search_index WHERE search_index MATCH :query
+                       ORDER BY rowid DESC LIMIT :ranked)
+                   ORDER BY score, doc DESC LIMIT :limit OFFSET :offset) AS hit
              JOIN search_docs d ON d.id = hit.doc
-             ORDER BY hit.rank, hit.doc DESC",
+             ORDER BY hit.score, hit.doc DESC",
         )?;
         let rows = statement.query_map(
-            named_params! {":query": query, ":limit": limit as i64, ":offset": offset as i64},
+            named_params! {
+                ":query": query,
+                ":ranked": MAX_RANKED,
+                ":limit": limit as i64,
+                ":offset": offset as i64,
+            },
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )?;
         rows.collect::<Result<_, _>>()?
