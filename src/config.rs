@@ -76,6 +76,14 @@ pub struct Flags {
     #[arg(long, env = "STOA_BEHIND_PROXY")]
     pub behind_proxy: bool,
 
+    /// The address people use to reach the forum, such as
+    /// https://forum.example.org (scheme and host, and a port if not the
+    /// usual one). Its origin may use the session cookie, and with https
+    /// the cookie is marked Secure. Not needed behind a proxy that sends
+    /// Host with its port and X-Forwarded-Proto (see deploy/nginx.conf).
+    #[arg(long, env = "STOA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Keep at most this many outbox events (with --retention, whichever
     /// removes more).
     #[arg(long, env = "STOA_RETENTION_EVENTS", default_value_t = 1_000_000)]
@@ -183,6 +191,8 @@ pub struct Config {
     pub sign_in_rate: f64,
     pub sign_in_burst: u32,
     pub behind_proxy: bool,
+    /// `--public-url`, without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -207,6 +217,7 @@ impl Config {
             sign_in_rate: 6.0,
             sign_in_burst: 10,
             behind_proxy: false,
+            public_url: None,
         }
     }
 }
@@ -239,6 +250,21 @@ impl TryFrom<&Flags> for Config {
                 ));
             }
         }
+        let public_url = match &flags.public_url {
+            None => None,
+            Some(url) => {
+                let origin = url.strip_suffix('/').unwrap_or(url);
+                let host = origin
+                    .strip_prefix("https://")
+                    .or_else(|| origin.strip_prefix("http://"));
+                if host.is_none_or(|host| host.is_empty() || host.contains('/')) {
+                    return Err(format!(
+                        "--public-url {url:?} must look like https://forum.example.org (scheme and host, no path)"
+                    ));
+                }
+                Some(origin.to_string())
+            }
+        };
         if flags.write_rate < 0.0 || flags.sign_in_rate < 0.0 {
             return Err("--write-rate and --sign-in-rate must be 0 (off) or more".into());
         }
@@ -266,6 +292,7 @@ impl TryFrom<&Flags> for Config {
             sign_in_rate: flags.sign_in_rate,
             sign_in_burst: flags.sign_in_burst,
             behind_proxy: flags.behind_proxy,
+            public_url,
         })
     }
 }

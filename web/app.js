@@ -796,15 +796,6 @@ async function onResync() {
   }
 }
 
-async function loadStats() {
-  try {
-    const s = await api('GET', '/api/community/stats');
-    if (typeof s.online === 'number') $('online-count').textContent = String(s.online);
-  } catch {
-    /* optional */
-  }
-}
-
 // ---------------------------------------------------------------- start
 
 async function start() {
@@ -829,7 +820,6 @@ async function start() {
   } catch {
     /* banner shown; the stream still brings new threads */
   }
-  loadStats();
   state.client = new SSEClient('/api/community/events', {
     onMessage,
     onStatusChange: showStatus,
