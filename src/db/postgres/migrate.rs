@@ -13,6 +13,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "shared rate limits",
         include_str!("migrations/0002_shared_rate_limits.sql"),
     ),
+    ("self-hosting", include_str!("migrations/0003_selfhost.sql")),
     #[cfg(feature = "test-migration")]
     ("a no-op for the rolling-restart test", "SELECT 1"),
 ];

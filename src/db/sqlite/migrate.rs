@@ -14,7 +14,10 @@ use super::super::{DbError, DbResult};
 /// Every migration, in order: version `n` is `MIGRATIONS[n - 1]`.
 /// Version 1 is the schema stoa shipped before it had migrations, kept
 /// word for word: databases made by that release are at version 1.
-const MIGRATIONS: &[(&str, &str)] = &[("initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("initial", include_str!("migrations/0001_initial.sql")),
+    ("self-hosting", include_str!("migrations/0002_selfhost.sql")),
+];
 
 /// The schema version this binary brings a database to.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
