@@ -105,6 +105,9 @@ pub struct EventStream {
     /// The generations of the hub's presence and ping frames last sent.
     presence_seen: u64,
     ping_seen: u64,
+    /// Pings before this are dropped: the shared ping timer may tick just
+    /// after a stream opens, and its opening already showed it alive.
+    first_ping: tokio::time::Instant,
 }
 
 impl EventStream {
@@ -122,6 +125,9 @@ impl EventStream {
             changes: streams.hub.changes().subscribe(),
             presence_seen: streams.hub.presence().generation(),
             ping_seen: streams.hub.pings().generation(),
+            // Half an interval: the longest silence is then one and a half
+            // intervals, within the client's watchdog of two.
+            first_ping: tokio::time::Instant::now() + streams.ping_interval / 2,
             streams,
             _guard: guard,
             connection,
@@ -221,7 +227,9 @@ impl Stream for EventStream {
                 return Poll::Ready(Some(Ok(frame)));
             }
             if let Some(frame) = hub.pings().since(&mut this.ping_seen) {
-                return Poll::Ready(Some(Ok(frame)));
+                if tokio::time::Instant::now() >= this.first_ping {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
             }
             // Else wait for the hub to change. Checked after looking, so a
             // change in between is not missed; a wake-up while a read is in

@@ -754,7 +754,10 @@ function onMessage(msg) {
       const t = state.threads.get(d.threadId);
       const mine = me && d.comment && d.comment.author && d.comment.author.id === me.id;
       const fresh = state.open.has(d.threadId) ? added : true;
-      if (t && !mine && fresh) toast(`New comment on ${t.title}`, d.comment ? `${d.comment.author?.username ?? 'Someone'}: ${d.comment.content}` : '');
+      // A reply to my own thread is announced by its `notification` (one
+      // toast per event, not two).
+      const toMe = me && t && t.author && t.author.id === me.id;
+      if (t && !mine && !toMe && fresh) toast(`New comment on ${t.title}`, d.comment ? `${d.comment.author?.username ?? 'Someone'}: ${d.comment.content}` : '');
       return;
     }
     case 'comment_deleted':

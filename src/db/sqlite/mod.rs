@@ -78,8 +78,22 @@ fn open_and_migrate(path: &Path, busy_timeout: Duration) -> DbResult<Connection>
         DbError::Other(_) => unopenable(path, error),
         schema => schema,
     })?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(|error| unopenable(path, error))?;
+    // Switching to WAL needs the file to itself for a moment; another
+    // process migrating a new file at the same time can refuse that at
+    // once ("database is locked") instead of through the busy handler.
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => break,
+            Err(error) => match DbError::from(error) {
+                DbError::Busy if started.elapsed() < busy_timeout => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                DbError::Busy => return Err(DbError::Busy),
+                other => return Err(unopenable(path, other)),
+            },
+        }
+    }
     configure(&conn, busy_timeout)?;
     migrate::apply(&mut conn)?;
     Ok(conn)
