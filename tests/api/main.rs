@@ -25,6 +25,8 @@ mod moderation;
 mod crash;
 // The real binary: SIGTERM under load, two processes on one database.
 mod process;
+// Backups and restores: ids stay honest, the commands as operators use them.
+mod backup;
 // Databases made by earlier (and later) releases.
 mod upgrade;
 // Property tests: bad input of every kind, and consistency after any calls.

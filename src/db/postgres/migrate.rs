@@ -18,6 +18,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0003_cached_json_plans.sql"),
     ),
     ("moderation", include_str!("migrations/0004_moderation.sql")),
+    ("self-hosting", include_str!("migrations/0006_selfhost.sql")),
     #[cfg(feature = "test-migration")]
     ("a no-op for the rolling-restart test", "SELECT 1"),
 ];

@@ -17,6 +17,7 @@ use super::super::{DbError, DbResult};
 const MIGRATIONS: &[(&str, &str)] = &[
     ("initial", include_str!("migrations/0001_initial.sql")),
     ("moderation", include_str!("migrations/0002_moderation.sql")),
+    ("self-hosting", include_str!("migrations/0004_selfhost.sql")),
 ];
 
 /// The schema version this binary brings a database to.
