@@ -10,7 +10,7 @@
 #   scripts/cluster.sh node DIR N [BIN]    # start node N again (with another binary)
 #
 # Ports: nginx on $CLUSTER_PORT (default 18280), node N on CLUSTER_PORT+N,
-# PostgreSQL on CLUSTER_PORT+20. The binary is $STOA_BIN (default
+# PostgreSQL on CLUSTER_PORT+20, nginx's redirect to HTTPS on CLUSTER_PORT+30. The binary is $STOA_BIN (default
 # target/debug/stoa); $STOA_NEXT_BIN, if set, is the build the rolling
 # restart test upgrades the nodes to; $STOA_NODE_FLAGS are added to every
 # node's flags (the benchmark raises the stream cap). `start` writes DIR/cluster.env
@@ -74,17 +74,23 @@ start() {
     # The first node migrates the new database; the others find it ready.
     for n in $(seq 1 "$nodes"); do start_node "$n"; done
 
-    # The shipped nginx config, with the test's ports: nodes 8081.. and
-    # listen 80 become this cluster's.
+    # The shipped nginx config, with the test's ports: nodes 8081.. become
+    # this cluster's, the HTTPS server block listens on $BASE in plain HTTP
+    # (its certificate lines dropped: the cluster tests speak HTTP; the TLS
+    # block itself is checked by scripts/nginx-check.sh), and the
+    # redirecting port-80 block on BASE+30; IPv6 listens go.
     mkdir -p "$dir/nginx"
     local upstreams="" n
     for n in $(seq 1 "$nodes"); do
         upstreams+="    server 127.0.0.1:$(node_port "$n") max_fails=1 fail_timeout=2s;\n"
     done
-    awk -v servers="$upstreams" -v listen="127.0.0.1:$BASE" '
+    awk -v servers="$upstreams" -v listen="127.0.0.1:$BASE" -v redirect="127.0.0.1:$((BASE + 30))" '
         /^upstream / { first = 1 }
         /^ *server 127\.0\.0\.1:808[0-9]/ { if (first) printf "%s", servers; first = 0; next }
-        /^ *listen 80;/ { sub(/80;/, listen ";") }
+        /^ *listen \[::\]/ { next }
+        /^ *ssl_/ { next }
+        /^ *listen 80;/ { sub(/80;/, redirect ";") }
+        /^ *listen 443 ssl;/ { sub(/443 ssl;/, listen ";") }
         { print }
     ' "$ROOT/deploy/nginx-cluster.conf" >"$dir/nginx/site.conf"
     cat >"$dir/nginx/nginx.conf" <<CONF

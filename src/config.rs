@@ -17,7 +17,7 @@ use clap::Parser;
 )]
 pub struct Flags {
     /// Address to listen on.
-    #[arg(long, env = "STOA_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "STOA_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_address)]
     pub listen: SocketAddr,
 
     /// The database: a SQLite file (created on first start), or a
@@ -28,11 +28,11 @@ pub struct Flags {
     pub db: Database,
     /// PostgreSQL only: connections each node keeps for reads (it also
     /// holds one for writes and two for the outbox tailer).
-    #[arg(long, env = "STOA_DB_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "STOA_DB_POOL_SIZE", default_value_t = 16, value_parser = whole_number::<usize>)]
     pub db_pool_size: usize,
 
     /// How often each open stream gets a `ping` message.
-    #[arg(long, env = "STOA_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STOA_PING_INTERVAL", default_value = "30s", value_parser = duration)]
     pub ping_interval: Duration,
 
     /// How often the outbox is polled for rows written by other processes
@@ -40,7 +40,7 @@ pub struct Flags {
     /// on SQLite, where a poll that finds nothing costs next to nothing;
     /// 1s on PostgreSQL, where NOTIFY wakes every node at once and polling
     /// only covers a lost notification.
-    #[arg(long, env = "STOA_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STOA_POLL_INTERVAL", value_parser = duration)]
     pub poll_interval: Option<Duration>,
 
     /// An origin allowed to call the API from another site (CORS); repeatable.
@@ -49,25 +49,25 @@ pub struct Flags {
     pub cors_origins: Vec<String>,
 
     /// Keep outbox events (what reconnecting clients replay) this long.
-    #[arg(long, env = "STOA_RETENTION", default_value = "7days", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STOA_RETENTION", default_value = "7days", value_parser = duration)]
     pub retention: Duration,
 
     /// Writes (posts, comments, likes, deletes) per minute per user, after
     /// a burst of --write-burst; 0 turns the limit off.
-    #[arg(long, env = "STOA_WRITE_RATE", default_value_t = 30.0)]
+    #[arg(long, env = "STOA_WRITE_RATE", default_value_t = 30.0, value_parser = rate)]
     pub write_rate: f64,
 
     /// Writes a user may make at once before --write-rate applies.
-    #[arg(long, env = "STOA_WRITE_BURST", default_value_t = 10)]
+    #[arg(long, env = "STOA_WRITE_BURST", default_value_t = 10, value_parser = whole_number::<u32>)]
     pub write_burst: u32,
 
     /// Registrations and sign-ins per minute per client address, after a
     /// burst of --sign-in-burst; 0 turns the limit off.
-    #[arg(long, env = "STOA_SIGN_IN_RATE", default_value_t = 6.0)]
+    #[arg(long, env = "STOA_SIGN_IN_RATE", default_value_t = 6.0, value_parser = rate)]
     pub sign_in_rate: f64,
 
     /// Registrations and sign-ins an address may make at once.
-    #[arg(long, env = "STOA_SIGN_IN_BURST", default_value_t = 10)]
+    #[arg(long, env = "STOA_SIGN_IN_BURST", default_value_t = 10, value_parser = whole_number::<u32>)]
     pub sign_in_burst: u32,
 
     /// Take the client's address from the last entry of X-Forwarded-For
@@ -76,30 +76,38 @@ pub struct Flags {
     #[arg(long, env = "STOA_BEHIND_PROXY")]
     pub behind_proxy: bool,
 
+    /// The address people use to reach the forum, such as
+    /// https://forum.example.org (scheme and host, and a port if not the
+    /// usual one). Its origin may use the session cookie, and with https
+    /// the cookie is marked Secure. Not needed behind a proxy that sends
+    /// Host with its port and X-Forwarded-Proto (see deploy/nginx.conf).
+    #[arg(long, env = "STOA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Keep at most this many outbox events (with --retention, whichever
     /// removes more).
-    #[arg(long, env = "STOA_RETENTION_EVENTS", default_value_t = 1_000_000)]
+    #[arg(long, env = "STOA_RETENTION_EVENTS", default_value_t = 1_000_000, value_parser = whole_number::<u64>)]
     pub retention_events: u64,
 
     /// How long a database operation waits for a lock held by another
     /// connection before the request gets 503 with Retry-After.
-    #[arg(long, env = "STOA_BUSY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STOA_BUSY_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub busy_timeout: Duration,
     /// Longest wait for a request's headers, and for the next request on
     /// an idle keep-alive connection; slower clients are disconnected.
-    #[arg(long, env = "STOA_HEADER_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STOA_HEADER_TIMEOUT", default_value = "15s", value_parser = duration)]
     pub header_timeout: Duration,
 
     /// Most open event streams, in all.
-    #[arg(long, env = "STOA_MAX_STREAMS", default_value_t = 15_000)]
+    #[arg(long, env = "STOA_MAX_STREAMS", default_value_t = 15_000, value_parser = whole_number::<usize>)]
     pub max_streams: usize,
 
     /// Most open event streams from one client address.
-    #[arg(long, env = "STOA_MAX_STREAMS_PER_IP", default_value_t = 256)]
+    #[arg(long, env = "STOA_MAX_STREAMS_PER_IP", default_value_t = 256, value_parser = whole_number::<usize>)]
     pub max_streams_per_ip: usize,
 
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter).
-    #[arg(long, env = "STOA_LOG_LEVEL", default_value = "info")]
+    #[arg(long, env = "STOA_LOG_LEVEL", default_value = "info", value_parser = log_filter)]
     pub log_level: String,
 
     /// Load sample users, threads and comments (fixtures/demo.json) on start.
@@ -115,7 +123,7 @@ pub struct Flags {
     pub command: Option<Command>,
 }
 
-/// Tasks run against the configured database, beside running servers.
+/// The tasks `stoa` runs instead of serving (docs/operations.md).
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Sets a user's role (member, moderator or admin); servers using the
@@ -127,6 +135,89 @@ pub enum Command {
         /// member, moderator or admin.
         role: crate::db::Role,
     },
+    /// Copy the SQLite database to FILE, consistently, while servers run
+    /// (the copy is readable by its owner only).
+    Backup {
+        /// Where the copy goes.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put a backup in place of the SQLite database, with every server
+    /// stopped. Clients that saw events newer than the backup reload
+    /// instead of resuming; outbox ids are never handed out twice.
+    Restore {
+        /// The backup to restore (left as it is).
+        file: PathBuf,
+    },
+}
+
+/// `--listen`: an address with its port. A port alone is refused with the
+/// address it probably means.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Err(format!(
+            "a port alone is not an address: use 127.0.0.1:{port} (this machine only, behind a \
+             proxy) or 0.0.0.0:{port} (every interface)"
+        ));
+    }
+    text.parse()
+        .map_err(|_| "expected an IP address and port, such as 127.0.0.1:8080 or [::1]:8080".into())
+}
+
+/// A duration flag, with an example of the form in the error.
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{error}: write a duration such as 30s, 250ms, 5m or 7days"))
+}
+
+/// A whole-number flag, with an example in the error.
+fn whole_number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "expected a whole number, such as 100 (no units or separators)".to_string())
+}
+
+/// A rate per minute: a number, possibly with a fraction.
+fn rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() => Ok(rate),
+        _ => Err("expected a number per minute, such as 30 or 0.5 (0 turns the limit off)".into()),
+    }
+}
+
+/// The levels `--log-level` takes, quietest first.
+pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// `--log-level`: a level, or a filter of comma-separated directives each
+/// a level or `target=level` (such as `stoa=debug,info`). Anything else is
+/// refused: `tracing`'s own parser would take an unknown word for a target
+/// name and quietly log nothing.
+pub fn log_filter(text: &str) -> Result<String, String> {
+    let level = |word: &str| LOG_LEVELS.contains(&word.trim().to_ascii_lowercase().as_str());
+    let valid = !text.trim().is_empty()
+        && text
+            .split(',')
+            .all(|directive| match directive.split_once('=') {
+                Some((target, word)) => {
+                    !target.trim().is_empty()
+                        && target
+                            .trim()
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_:-".contains(c))
+                        && level(word)
+                }
+                None => level(directive),
+            });
+    if valid {
+        Ok(text.trim().to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{text:?} is not a log level: use one of {}, or a filter such as stoa=debug,info",
+            LOG_LEVELS.join(", ")
+        ))
+    }
 }
 
 /// Where the data lives.
@@ -201,6 +292,8 @@ pub struct Config {
     pub sign_in_rate: f64,
     pub sign_in_burst: u32,
     pub behind_proxy: bool,
+    /// `--public-url`, without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -225,6 +318,7 @@ impl Config {
             sign_in_rate: 6.0,
             sign_in_burst: 10,
             behind_proxy: false,
+            public_url: None,
         }
     }
 }
@@ -257,6 +351,21 @@ impl TryFrom<&Flags> for Config {
                 ));
             }
         }
+        let public_url = match &flags.public_url {
+            None => None,
+            Some(url) => {
+                let origin = url.strip_suffix('/').unwrap_or(url);
+                let host = origin
+                    .strip_prefix("https://")
+                    .or_else(|| origin.strip_prefix("http://"));
+                if host.is_none_or(|host| host.is_empty() || host.contains('/')) {
+                    return Err(format!(
+                        "--public-url {url:?} must look like https://forum.example.org (scheme and host, no path)"
+                    ));
+                }
+                Some(origin.to_string())
+            }
+        };
         if flags.write_rate < 0.0 || flags.sign_in_rate < 0.0 {
             return Err("--write-rate and --sign-in-rate must be 0 (off) or more".into());
         }
@@ -284,6 +393,7 @@ impl TryFrom<&Flags> for Config {
             sign_in_rate: flags.sign_in_rate,
             sign_in_burst: flags.sign_in_burst,
             behind_proxy: flags.behind_proxy,
+            public_url,
         })
     }
 }
@@ -303,6 +413,41 @@ mod tests {
             Ok(Database::Postgres("postgres://stoa@db/forum".into()))
         );
         assert!("mysql://db/forum".parse::<Database>().is_err());
+    }
+
+    #[test]
+    fn a_bad_setting_is_refused_with_an_example_of_the_right_form() {
+        let error = |args: &[&str]| {
+            Flags::try_parse_from([&["stoa"], args].concat())
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(error(&["--listen", "8090"]).contains("use 127.0.0.1:8090"));
+        assert!(error(&["--ping-interval", "30"]).contains("such as 30s"));
+        assert!(error(&["--max-streams", "10k"]).contains("whole number, such as 100"));
+        assert!(error(&["--write-rate", "fast"]).contains("such as 30 or 0.5"));
+        let level = error(&["--log-level", "verbose"]);
+        assert!(
+            level.contains("\"verbose\" is not a log level")
+                && level.contains("off, error, warn, info, debug, trace"),
+            "{level}"
+        );
+    }
+
+    #[test]
+    fn log_levels_and_filters_are_accepted() {
+        for good in [
+            "info",
+            "DEBUG",
+            "stoa=debug,info",
+            "warn,stoa::sse=trace",
+            "off",
+        ] {
+            assert!(log_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["", "verbose", "inf", "stoa=loud", "=info", "info,"] {
+            assert!(log_filter(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

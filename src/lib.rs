@@ -122,7 +122,9 @@ impl App {
         // clients that reconnect after a restart, each a little behind, are
         // replayed from there instead of each reading the outbox table.
         let (position, recent) = db.outbox_newest(hub::WINDOW).await?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| unbindable(config.listen, error))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let floor = recent.first().map_or(position, |row| row.id - 1);
         let hub = Arc::new(Hub::new(
@@ -218,6 +220,25 @@ impl App {
         tracing::info!("stopped cleanly");
         Ok(())
     }
+}
+
+/// Why `--listen` could not be bound, naming the address and the fix.
+fn unbindable(address: SocketAddr, error: std::io::Error) -> StartError {
+    let hint = match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            ": another program (or another stoa) is listening there; stop it or choose another \
+             address with --listen"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            ": ports below 1024 need root or CAP_NET_BIND_SERVICE; listen on a higher port \
+             (8080) behind a proxy such as nginx (deploy/nginx.conf)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            ": that address is not one of this machine's; use 127.0.0.1 or 0.0.0.0"
+        }
+        _ => "",
+    };
+    format!("cannot listen on {address}: {error}{hint}").into()
 }
 
 /// Runs `action` every `period`, the first time one period from now, until

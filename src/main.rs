@@ -19,16 +19,29 @@ async fn main() -> ExitCode {
     }
 
     // A client closing its tab mid-stream is routine, not a server error.
+    // (--log-level was checked when the flags were parsed.)
     let directives = format!("{},warp::server=off", flags.log_level);
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,warp::server=off"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour())
+        .init();
 
     // Each open stream is a file descriptor; many systems start processes
     // with a soft limit of 1024, far below what --max-streams allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
         Err(error) => tracing::warn!(%error, "could not raise the file descriptor limit"),
+    }
+    if let Some(command) = &flags.command {
+        return match run_command(&flags, command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("stoa: {error}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let config = match Config::try_from(&flags) {
         Ok(config) => config,
@@ -46,16 +59,82 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `stoa backup` and `stoa restore`, reported on standard output.
+async fn run_command(flags: &Flags, command: &Command) -> Result<(), stoa::StartError> {
+    match command {
+        Command::Role { .. } => unreachable!("stoa role runs before logging starts"),
+        Command::Backup { file, force } => {
+            let latest = stoa::db::backup(&flags.db, file, *force).await?;
+            println!(
+                "backed up {} to {} (outbox id {latest}; readable by its owner only)",
+                flags.db,
+                file.display()
+            );
+        }
+        Command::Restore { file } => {
+            let restored = stoa::db::restore(&flags.db, file).await?;
+            println!(
+                "restored {} from {} (the backup's newest outbox id: {})",
+                flags.db,
+                file.display(),
+                restored.backup_latest
+            );
+            if restored.latest > restored.backup_latest {
+                println!(
+                    "outbox ids continue after {}; clients holding a position from {} to {} \
+                     reload their page instead of resuming",
+                    restored.latest,
+                    restored.backup_latest + 1,
+                    restored.latest
+                );
+            }
+            if !restored.replaced {
+                println!(
+                    "there was no database at {} to take the newest id from: ids up to {} are \
+                     treated as seen",
+                    flags.db, restored.latest
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Colour codes in the log only for a person at a terminal: not in the
+/// journal or a file, and not when `NO_COLOR` is set (no-color.org).
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !no_color && std::io::stdout().is_terminal()
+}
+
 async fn serve(flags: &Flags, config: Config) -> Result<(), stoa::StartError> {
     let app = App::build(config).await?;
-    let data = match (&flags.fixture, flags.demo) {
-        (Some(path), _) => Some(fixtures::read(path)?),
-        (None, true) => Some(fixtures::parse(fixtures::DEMO)?),
-        (None, false) => None,
+    let (data, source) = match (&flags.fixture, flags.demo) {
+        (Some(path), _) => (Some(fixtures::read(path)?), path.display().to_string()),
+        (None, true) => (Some(fixtures::parse(fixtures::DEMO)?), "--demo".to_string()),
+        (None, false) => (None, String::new()),
     };
     if let Some(data) = data {
+        let users: Vec<String> = data.users.iter().map(|u| u.username.clone()).collect();
+        let passwords: std::collections::BTreeSet<String> =
+            data.users.iter().map(|u| u.password.clone()).collect();
         if fixtures::load(app.db(), data).await? {
-            tracing::info!("loaded sample data");
+            tracing::info!(from = %source, users = %users.join(", "), "loaded sample data");
+            if flags.demo && flags.fixture.is_none() {
+                tracing::warn!(
+                    "the demo users ({}) share the password {:?}, printed here for anyone \
+                     who reads this log: do not use --demo on a public server",
+                    users.join(", "),
+                    passwords.into_iter().collect::<Vec<_>>().join(", ")
+                );
+            }
+        } else {
+            tracing::info!(
+                from = %source,
+                "loaded no sample data: this forum already has threads (sample data only goes \
+                 into an empty forum, so a restart with --demo adds nothing twice)"
+            );
         }
     }
     tracing::info!(db = %flags.db, "stoa listening on http://{}", app.local_addr());

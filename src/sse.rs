@@ -107,6 +107,9 @@ pub struct EventStream {
     ping_seen: u64,
     /// A ban of this stream's user was queued: close once `ready` is sent.
     closing: bool,
+    /// Pings before this are dropped: the shared ping timer may tick just
+    /// after a stream opens, and its opening already showed it alive.
+    first_ping: tokio::time::Instant,
 }
 
 impl EventStream {
@@ -124,6 +127,9 @@ impl EventStream {
             changes: streams.hub.changes().subscribe(),
             presence_seen: streams.hub.presence().generation(),
             ping_seen: streams.hub.pings().generation(),
+            // Half an interval: the longest silence is then one and a half
+            // intervals, within the client's watchdog of two.
+            first_ping: tokio::time::Instant::now() + streams.ping_interval / 2,
             streams,
             _guard: guard,
             connection,
@@ -244,7 +250,9 @@ impl Stream for EventStream {
                 return Poll::Ready(Some(Ok(frame)));
             }
             if let Some(frame) = hub.pings().since(&mut this.ping_seen) {
-                return Poll::Ready(Some(Ok(frame)));
+                if tokio::time::Instant::now() >= this.first_ping {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
             }
             // Else wait for the hub to change. Checked after looking, so a
             // change in between is not missed; a wake-up while a read is in

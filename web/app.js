@@ -1159,7 +1159,10 @@ function onMessage(msg) {
       const t = state.threads.get(d.threadId);
       const mine = me && d.comment && d.comment.author && d.comment.author.id === me.id;
       const fresh = state.open.has(d.threadId) ? added : true;
-      if (t && !mine && fresh) toast(`New comment on ${t.title}`, d.comment ? `${d.comment.author?.username ?? 'Someone'}: ${d.comment.content}` : '');
+      // A reply to my own thread is announced by its `notification` (one
+      // toast per event, not two).
+      const toMe = me && t && t.author && t.author.id === me.id;
+      if (t && !mine && !toMe && fresh) toast(`New comment on ${t.title}`, d.comment ? `${d.comment.author?.username ?? 'Someone'}: ${d.comment.content}` : '');
       return;
     }
     case 'comment_deleted':
@@ -1225,15 +1228,6 @@ async function onResync() {
     state.client.reconnect({ lastEventId });
   } catch {
     showStatus('error');
-  }
-}
-
-async function loadStats() {
-  try {
-    const s = await api('GET', '/api/community/stats');
-    if (typeof s.online === 'number') $('online-count').textContent = String(s.online);
-  } catch {
-    /* optional */
   }
 }
 
@@ -1388,7 +1382,6 @@ async function start() {
   }
   await applyRoute();
   window.addEventListener('popstate', () => applyRoute());
-  loadStats();
   state.client = new SSEClient('/api/community/events', {
     onMessage,
     onStatusChange: showStatus,

@@ -39,14 +39,19 @@ fn register(state: State) -> impl Filter<Extract = (Response,), Error = Rejectio
     warp::path!("api" / "auth" / "register")
         .and(warp::post())
         .and(sign_in_allowed(&state))
+        .and(identity::https(&state))
         .and(json_body())
-        .then(move |body| {
+        .then(move |https, body| {
             let state = state.clone();
-            async move { respond(handle_register(state, body).await) }
+            async move { respond(handle_register(state, https, body).await) }
         })
 }
 
-async fn handle_register(state: State, body: Credentials) -> Result<Response, ApiError> {
+async fn handle_register(
+    state: State,
+    https: bool,
+    body: Credentials,
+) -> Result<Response, ApiError> {
     let username = valid_username(body.username)?;
     let password = valid_password(body.password)?;
     // Everyone starts as a member: roles are given with `stoa role`.
@@ -69,7 +74,7 @@ async fn handle_register(state: State, body: Credentials) -> Result<Response, Ap
             DbError::Conflict => ApiError::conflict("that username is taken"),
             other => other.into(),
         })?;
-    signed_in(user, token, StatusCode::CREATED)
+    signed_in(user, token, https, StatusCode::CREATED)
 }
 
 /// POST /api/auth/login
@@ -77,14 +82,15 @@ fn login(state: State) -> impl Filter<Extract = (Response,), Error = Rejection> 
     warp::path!("api" / "auth" / "login")
         .and(warp::post())
         .and(sign_in_allowed(&state))
+        .and(identity::https(&state))
         .and(json_body())
-        .then(move |body| {
+        .then(move |https, body| {
             let state = state.clone();
-            async move { respond(handle_login(state, body).await) }
+            async move { respond(handle_login(state, https, body).await) }
         })
 }
 
-async fn handle_login(state: State, body: Credentials) -> Result<Response, ApiError> {
+async fn handle_login(state: State, https: bool, body: Credentials) -> Result<Response, ApiError> {
     let username = body.username.unwrap_or_default();
     let password = body.password.unwrap_or_default();
     let found = state.db.credentials(username).await?;
@@ -102,7 +108,7 @@ async fn handle_login(state: State, body: Credentials) -> Result<Response, ApiEr
         Some(User { ban: Some(ban), .. }) if verified => Err(ApiError::banned(&ban)),
         Some(user) if verified => {
             let token = auth::start_session(&state.db, user.id.clone()).await?;
-            signed_in(user, token, StatusCode::OK)
+            signed_in(user, token, https, StatusCode::OK)
         }
         _ => Err(ApiError::unauthorized("wrong username or password")),
     }
@@ -110,8 +116,13 @@ async fn handle_login(state: State, body: Credentials) -> Result<Response, ApiEr
 
 /// The answer that signs `user` in with `token`: in the body and as the
 /// session cookie.
-fn signed_in(user: User, token: String, status: StatusCode) -> Result<Response, ApiError> {
-    let cookie = identity::session_cookie(&token);
+fn signed_in(
+    user: User,
+    token: String,
+    https: bool,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let cookie = identity::session_cookie(&token, https);
     let mut response = json_reply(status, &SignedIn { user, token });
     response.headers_mut().insert(
         "set-cookie",
@@ -125,13 +136,14 @@ fn logout(state: State) -> impl Filter<Extract = (Response,), Error = Rejection>
     warp::path!("api" / "auth" / "logout")
         .and(warp::post())
         .and(identity::viewer(state.clone()))
-        .then(move |viewer: Viewer| {
+        .and(identity::https(&state))
+        .then(move |viewer: Viewer, https| {
             let state = state.clone();
-            async move { respond(handle_logout(state, viewer).await) }
+            async move { respond(handle_logout(state, viewer, https).await) }
         })
 }
 
-async fn handle_logout(state: State, viewer: Viewer) -> Result<Response, ApiError> {
+async fn handle_logout(state: State, viewer: Viewer, https: bool) -> Result<Response, ApiError> {
     if let Some(hash) = viewer.token_hash {
         state.db.end_session(hash).await?;
     }
@@ -139,7 +151,8 @@ async fn handle_logout(state: State, viewer: Viewer) -> Result<Response, ApiErro
         warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
     response.headers_mut().insert(
         "set-cookie",
-        HeaderValue::from_str(&identity::cleared_cookie()).map_err(|_| ApiError::internal())?,
+        HeaderValue::from_str(&identity::cleared_cookie(https))
+            .map_err(|_| ApiError::internal())?,
     );
     Ok(response)
 }

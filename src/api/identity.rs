@@ -10,15 +10,49 @@ use crate::State;
 
 pub const COOKIE: &str = "stoa_session";
 
-pub fn session_cookie(token: &str) -> String {
+/// The session cookie; `Secure` (sent over HTTPS only) when the visitor
+/// reached the forum over HTTPS.
+pub fn session_cookie(token: &str, https: bool) -> String {
     format!(
-        "{COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
-        auth::SESSION_DAYS * 24 * 3600
+        "{COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{}",
+        auth::SESSION_DAYS * 24 * 3600,
+        if https { "; Secure" } else { "" }
     )
 }
 
-pub fn cleared_cookie() -> String {
-    format!("{COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0")
+pub fn cleared_cookie(https: bool) -> String {
+    format!(
+        "{COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}",
+        if https { "; Secure" } else { "" }
+    )
+}
+
+/// The scheme the visitor used: `https` when `--public-url` says so, or,
+/// with `--behind-proxy`, when the proxy's `X-Forwarded-Proto` says so
+/// (a client reaching stoa directly could send any header).
+fn scheme(config: &crate::Config, forwarded_proto: Option<&str>) -> &'static str {
+    let public_https = config
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"));
+    let proxied_https = config.behind_proxy
+        && forwarded_proto.is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+    if public_https || proxied_https {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// Whether the request reached the forum over HTTPS (see [`scheme`]).
+pub fn https(
+    state: &State,
+) -> impl Filter<Extract = (bool,), Error = std::convert::Infallible> + Clone {
+    let state = state.clone();
+    warp::header::optional::<String>("x-forwarded-proto")
+        .or(warp::any().map(|| None))
+        .unify()
+        .map(move |proto: Option<String>| scheme(&state.config, proto.as_deref()) == "https")
 }
 
 /// Where the token came from: a cookie is sent by the browser on its own,
@@ -77,36 +111,77 @@ pub fn author(state: State) -> impl Filter<Extract = (Viewer,), Error = warp::Re
     identified(state.clone())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
-        .and_then(move |(viewer, source): (Viewer, Option<Source>), origin: Option<String>, host: Option<String>| {
-            let state = state.clone();
-            async move {
-                if let Some(ban) = &viewer.banned {
-                    return Err(warp::reject::custom(ApiError::banned(ban)));
-                }
-                let Some(user) = &viewer.user else {
-                    return Err(warp::reject::custom(ApiError::unauthorized("sign in first")));
-                };
-                if source == Some(Source::Cookie) {
-                    if let Some(origin) = origin {
-                        let own = host.is_some_and(|host| {
-                            origin == format!("http://{host}") || origin == format!("https://{host}")
-                        });
-                        if !own && !state.config.cors_origins.contains(&origin) {
-                            return Err(warp::reject::custom(ApiError::forbidden(format!(
-                                "requests from origin {origin} may not use this site's session cookie"
-                            ))));
+        .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .and_then(
+            move |(viewer, source): (Viewer, Option<Source>),
+                  origin: Option<String>,
+                  host: Option<String>,
+                  proto: Option<String>| {
+                let state = state.clone();
+                async move {
+                    if let Some(ban) = &viewer.banned {
+                        return Err(warp::reject::custom(ApiError::banned(ban)));
+                    }
+                    let Some(user) = &viewer.user else {
+                        return Err(warp::reject::custom(ApiError::unauthorized(
+                            "sign in first",
+                        )));
+                    };
+                    if source == Some(Source::Cookie) {
+                        if let Some(origin) = origin {
+                            let refusal = cross_site(
+                                &state.config,
+                                &origin,
+                                host.as_deref(),
+                                proto.as_deref(),
+                            );
+                            if let Some(message) = refusal {
+                                return Err(warp::reject::custom(ApiError::forbidden(message)));
+                            }
                         }
                     }
+                    if let Some(limiter) = &state.limits.writes {
+                        limiter.check(&user.id).await.map_err(|refusal| {
+                            warp::reject::custom(ApiError::limited("writes", refusal))
+                        })?;
+                    }
+                    Ok(viewer)
                 }
-                if let Some(limiter) = &state.limits.writes {
-                    limiter
-                        .check(&user.id)
-                        .await
-                        .map_err(|refusal| warp::reject::custom(ApiError::limited("writes", refusal)))?;
-                }
-                Ok(viewer)
-            }
-        })
+            },
+        )
+}
+
+/// Why a cookie-authenticated write from `origin` is refused, or `None`
+/// when that origin is this site (as the `Host` header or `--public-url`
+/// names it) or a configured `--cors-origin`. The message says what an
+/// operator would change, since the usual cause is a proxy that dropped
+/// the port from `Host`.
+fn cross_site(
+    config: &crate::Config,
+    origin: &str,
+    host: Option<&str>,
+    forwarded_proto: Option<&str>,
+) -> Option<String> {
+    let own = host.is_some_and(|host| {
+        origin == format!("http://{host}") || origin == format!("https://{host}")
+    });
+    if own
+        || config.public_url.as_deref() == Some(origin)
+        || config.cors_origins.iter().any(|allowed| allowed == origin)
+    {
+        return None;
+    }
+    let here = match host {
+        Some(host) => format!("{}://{host}", scheme(config, forwarded_proto)),
+        None => "unknown (the request has no Host header)".to_string(),
+    };
+    Some(format!(
+        "requests from origin {origin} may not use this site's session cookie: this server \
+         takes its own address to be {here}. If {origin} is this forum, the proxy in front \
+         must pass the Host header with its port (nginx: proxy_set_header Host $http_host) \
+         or stoa must be started with --public-url {origin}; if it is another site, allow it \
+         with --cors-origin {origin}"
+    ))
 }
 
 #[cfg(test)]
@@ -119,5 +194,59 @@ mod tests {
         assert_eq!(token, Some(("abc".into(), Source::Bearer)));
         let token = presented_token(None, Some("def".into()));
         assert_eq!(token, Some(("def".into(), Source::Cookie)));
+    }
+
+    fn config() -> crate::Config {
+        crate::Config::for_db(crate::config::Database::Sqlite("x.db".into()))
+    }
+
+    #[test]
+    fn a_host_without_its_port_gets_a_message_naming_the_fix() {
+        let message = cross_site(
+            &config(),
+            "http://forum.test:8443",
+            Some("forum.test"),
+            None,
+        )
+        .expect("refused");
+        assert!(message.contains("http://forum.test"), "{message}");
+        assert!(
+            message.contains("proxy_set_header Host $http_host"),
+            "{message}"
+        );
+        assert!(
+            message.contains("--public-url http://forum.test:8443"),
+            "{message}"
+        );
+        assert_eq!(
+            cross_site(
+                &config(),
+                "http://forum.test:8443",
+                Some("forum.test:8443"),
+                None
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_public_url_is_this_sites_origin() {
+        let mut config = config();
+        config.public_url = Some("https://forum.test".into());
+        assert_eq!(
+            cross_site(&config, "https://forum.test", Some("127.0.0.1:8080"), None),
+            None
+        );
+        assert!(cross_site(&config, "https://evil.test", Some("127.0.0.1:8080"), None).is_some());
+        assert_eq!(scheme(&config, None), "https");
+    }
+
+    #[test]
+    fn forwarded_proto_counts_only_behind_a_proxy() {
+        let mut config = config();
+        assert_eq!(scheme(&config, Some("https")), "http");
+        config.behind_proxy = true;
+        assert_eq!(scheme(&config, Some("https")), "https");
+        assert_eq!(scheme(&config, Some("http")), "http");
     }
 }

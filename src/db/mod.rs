@@ -10,6 +10,7 @@
 mod postgres;
 mod sqlite;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +29,9 @@ pub enum DbError {
     Busy,
     /// A uniqueness rule was broken (such as a taken username).
     Conflict,
-    /// The database's schema is not one this binary can use (it is newer,
-    /// say); the message says what to do.
+    /// The database cannot be used as configured (its schema is newer,
+    /// its folder is missing, its file is not this user's, say); the
+    /// message says what to do.
     Schema(String),
     /// Anything else: a bug or a broken file.
     Other(String),
@@ -258,10 +260,13 @@ pub struct Row {
 /// What the outbox holds: the oldest retained id (`None` when empty) and
 /// the newest id ever handed out (0 before the first event), which
 /// survives pruning every row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
     pub earliest: Option<i64>,
     pub latest: i64,
+    /// Positions a restore took the events of (`outbox_gaps`): each
+    /// `(after, through)` means positions above `after` up to `through`.
+    pub gaps: Vec<(i64, i64)>,
 }
 
 impl Range {
@@ -269,6 +274,13 @@ impl Range {
     /// at `position` can be replayed exactly what it missed.
     pub fn can_resume_from(&self, position: i64) -> bool {
         if position > self.latest || position < 0 {
+            return false;
+        }
+        if self
+            .gaps
+            .iter()
+            .any(|&(after, through)| position > after && position <= through)
+        {
             return false;
         }
         match self.earliest {
@@ -282,6 +294,52 @@ impl Range {
 /// compare as text.
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// What `stoa restore` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The newest outbox id in the backup.
+    pub backup_latest: i64,
+    /// The id sequence after the restore: the next event gets the one after.
+    pub latest: i64,
+    /// Whether the replaced database was there to read its newest id from
+    /// (if not, ids up to the backup's newest plus
+    /// [`sqlite::backup::UNKNOWN_GAP`] are treated as possibly seen).
+    pub replaced: bool,
+}
+
+/// On PostgreSQL the server's own tools do this (docs/operations.md).
+fn sqlite_only(database: &Database, what: &str) -> DbResult<PathBuf> {
+    match database {
+        Database::Sqlite(path) => Ok(path.clone()),
+        Database::Postgres(_) => Err(DbError::Schema(format!(
+            "stoa {what} works on a SQLite file; on PostgreSQL use pg_dump and pg_restore, then \
+             SELECT stoa_restored(...) after a restore (docs/operations.md, Backups)"
+        ))),
+    }
+}
+
+/// `stoa backup`: a consistent copy of the database at `to` while servers
+/// run (mode 0600; an existing file only with `force`). Returns the newest
+/// outbox id the copy holds.
+pub async fn backup(database: &Database, to: &Path, force: bool) -> DbResult<i64> {
+    let from = sqlite_only(database, "backup")?;
+    let to = to.to_path_buf();
+    tokio::task::spawn_blocking(move || sqlite::backup::backup(&from, &to, force))
+        .await
+        .map_err(|e| DbError::Other(e.to_string()))?
+}
+
+/// `stoa restore`: puts the backup at `from` in place of the database, with
+/// the servers stopped, so that every position a client may hold from
+/// before gets `resync`.
+pub async fn restore(database: &Database, from: &Path) -> DbResult<Restored> {
+    let to = sqlite_only(database, "restore")?;
+    let from = from.to_path_buf();
+    tokio::task::spawn_blocking(move || sqlite::backup::restore(&from, &to))
+        .await
+        .map_err(|e| DbError::Other(e.to_string()))?
 }
 
 /// How to open a database.
@@ -680,6 +738,7 @@ mod tests {
         let range = Range {
             earliest: Some(5),
             latest: 9,
+            gaps: Vec::new(),
         };
         assert!(range.can_resume_from(4));
         assert!(range.can_resume_from(9));
@@ -688,8 +747,22 @@ mod tests {
         let empty = Range {
             earliest: None,
             latest: 0,
+            gaps: Vec::new(),
         };
         assert!(empty.can_resume_from(0));
         assert!(!empty.can_resume_from(1));
+    }
+
+    #[test]
+    fn a_position_whose_events_a_restore_took_away_must_resync() {
+        let restored = Range {
+            earliest: Some(1),
+            latest: 12,
+            gaps: vec![(5, 10)],
+        };
+        assert!(restored.can_resume_from(5), "the backup's own newest");
+        assert!(!restored.can_resume_from(6));
+        assert!(!restored.can_resume_from(10));
+        assert!(restored.can_resume_from(11), "handed out after the restore");
     }
 }

@@ -261,3 +261,72 @@ fn a_test_database_url_keeps_its_server_and_options() {
         "postgres://pg@127.0.0.1:5432/t1?sslmode=disable"
     );
 }
+
+/// A backup of a test's database made while its server runs: `stoa
+/// backup` on SQLite, `pg_dump` on PostgreSQL (docs/operations.md).
+pub async fn back_up(db: &Database, file: &Path) {
+    let status = match db {
+        Database::Sqlite(path) => tokio::process::Command::new(env!("CARGO_BIN_EXE_stoa"))
+            .arg("--db")
+            .arg(path)
+            .arg("backup")
+            .arg(file)
+            .status()
+            .await
+            .unwrap(),
+        Database::Postgres(url) => tokio::process::Command::new("pg_dump")
+            .args(["-Fc", "-f"])
+            .arg(file)
+            .arg(url)
+            .status()
+            .await
+            .expect("pg_dump runs"),
+    };
+    assert!(status.success(), "the backup succeeds");
+}
+
+/// Restores `file` over a test's database with its server stopped, as
+/// docs/operations.md tells an operator to: `stoa restore` on SQLite;
+/// on PostgreSQL, note the counter, `pg_restore --clean`, then
+/// `SELECT stoa_restored(noted)`.
+pub async fn restore(db: &Database, file: &Path) {
+    match db {
+        Database::Sqlite(path) => {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_stoa"))
+                .arg("--db")
+                .arg(path)
+                .arg("restore")
+                .arg(file)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "stoa restore: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Database::Postgres(url) => {
+            let client = connect(url).await;
+            let last: i64 = client
+                .query_one("SELECT last FROM outbox_counter", &[])
+                .await
+                .unwrap()
+                .get(0);
+            drop(client);
+            let status = tokio::process::Command::new("pg_restore")
+                .args(["--clean", "--if-exists", "--single-transaction", "-d"])
+                .arg(url)
+                .arg(file)
+                .status()
+                .await
+                .expect("pg_restore runs");
+            assert!(status.success(), "pg_restore succeeds");
+            connect(url)
+                .await
+                .execute("SELECT stoa_restored($1)", &[&last])
+                .await
+                .unwrap();
+        }
+    }
+}

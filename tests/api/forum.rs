@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::expect::{assert_events, frame};
-use crate::helpers::{paths, spawn_app, spawn_app_with, Page, Session, PASSWORD};
+use crate::helpers::{paths, spawn_app, spawn_app_with, Page, Session, TestApp, PASSWORD};
 
 #[tokio::test]
 async fn the_thread_list_pages_newest_first_without_gaps_or_repeats() {
@@ -246,4 +246,65 @@ async fn the_page_and_its_scripts_are_served_from_the_binary() {
     }
     let missing = reqwest::get(app.url("/assets/nope.js")).await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+/// The `Set-Cookie` of a registration sent with `headers`.
+async fn session_cookie_of(app: &TestApp, username: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = app
+        .client
+        .post(app.url(paths::REGISTER))
+        .json(&json!({"username": username, "password": PASSWORD}));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let answer = app.send(request).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    answer
+        .header("set-cookie")
+        .expect("a session cookie")
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_https_and_only_then() {
+    let direct = spawn_app().await;
+    let plain = session_cookie_of(&direct, "plain", &[("X-Forwarded-Proto", "https")]).await;
+    assert!(
+        !plain.contains("Secure"),
+        "a client reaching stoa directly cannot make it believe in HTTPS: {plain}"
+    );
+
+    let proxied = spawn_app_with(|c| c.behind_proxy = true).await;
+    let secure = session_cookie_of(&proxied, "proxied", &[("X-Forwarded-Proto", "https")]).await;
+    assert!(secure.contains("; Secure"), "{secure}");
+    let http = session_cookie_of(&proxied, "overhttp", &[("X-Forwarded-Proto", "http")]).await;
+    assert!(!http.contains("Secure"), "{http}");
+
+    let public = spawn_app_with(|c| c.public_url = Some("https://forum.example".into())).await;
+    let secure = session_cookie_of(&public, "public", &[]).await;
+    assert!(secure.contains("; Secure"), "{secure}");
+}
+
+#[tokio::test]
+async fn a_cookie_post_from_the_public_url_passes_and_a_refusal_says_what_to_fix() {
+    let app = spawn_app_with(|c| c.public_url = Some("https://forum.example".into())).await;
+    let cookie = session_cookie_of(&app, "erin", &[]).await;
+    let token = cookie.split(';').next().unwrap().to_string();
+    let post = |origin: &'static str| {
+        app.client
+            .post(app.url(paths::THREADS))
+            .header("Cookie", token.clone())
+            .header("Origin", origin)
+            .json(&json!({"title": "t", "content": "c"}))
+    };
+    app.send(post("https://forum.example"))
+        .await
+        .expect_status(StatusCode::CREATED);
+    let refused = app.send(post("https://forum.example:8443")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("proxy_set_header Host $http_host") && message.contains("--public-url"),
+        "{message}"
+    );
 }

@@ -25,6 +25,8 @@ mod moderation;
 mod crash;
 // The real binary: SIGTERM under load, two processes on one database.
 mod process;
+// Backups and restores: ids stay honest, the commands as operators use them.
+mod backup;
 // Markdown rendered when written, contentHtml in answers and events.
 mod richtext;
 // Full-text search: matching, order, snippets, paging, errors.

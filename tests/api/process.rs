@@ -1,5 +1,7 @@
 //! The real binary as an operator runs it: SIGTERM under load, two
-//! processes sharing one database file, and two starting on a new one.
+//! processes sharing one database file, two starting on a new one, and
+//! what it says to an operator: refused settings, unusable databases and
+//! addresses, the log off a terminal, sample data.
 
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use serde_json::{json, Value};
 use crate::backend::fresh_database;
 use crate::helpers::{
     paths, post_thread_at, register_at, spawn_writers, start_binary, start_binary_logged,
+    start_binary_with,
 };
 use crate::sse_client::SseStream;
 
@@ -145,5 +148,106 @@ async fn two_processes_starting_on_one_new_database_migrate_it_once() {
         StatusCode::CREATED
     );
     first.start_kill().unwrap();
+    second.start_kill().unwrap();
+}
+
+/// Runs `stoa` with `args` to its end (it is expected to refuse to start),
+/// without `NO_COLOR`; returns its exit code, standard output and error.
+async fn run_to_exit(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_stoa"))
+            .args(args)
+            .env_remove("NO_COLOR")
+            .env_remove("STOA_LOG_LEVEL")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("stoa exits within 20 s")
+    .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (
+        output.status.code(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_at_start_saying_what_to_write_instead() {
+    let (code, _, stderr) = run_to_exit(&["--log-level", "verbose"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("use one of off, error, warn, info, debug, trace"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_to_exit(&["--listen", "8090"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("use 127.0.0.1:8090"), "{stderr}");
+    let (code, _, stderr) = run_to_exit(&["--retention", "7"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("such as 30s, 250ms, 5m or 7days"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_in_a_missing_folder_is_refused_naming_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("stoa.db");
+    let (code, _, stderr) = run_to_exit(&["--db", path.to_str().unwrap()]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let folder = dir.path().join("missing");
+    assert!(
+        stderr.contains(&format!("the folder {} does not exist", folder.display())),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_address_in_use_is_named_and_the_log_has_no_colour_codes_off_a_terminal() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let db = crate::backend::db_arg(&db);
+    let (code, stdout, stderr) = run_to_exit(&["--db", &db, "--listen", &address]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")) && stderr.contains("--listen"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("applied database migration"),
+        "the log was written: {stdout}"
+    );
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "colour codes in a pipe: {stdout:?}"
+    );
+}
+
+#[tokio::test]
+async fn demo_data_goes_into_an_empty_forum_once_with_a_warning_and_then_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let (mut first, _, log) = start_binary_with(&db, &["--demo"]).await;
+    let first_log = log.lock().unwrap().join("\n");
+    assert!(first_log.contains("loaded sample data"), "{first_log}");
+    assert!(
+        first_log.contains("share the password \"demo-password\"")
+            && first_log.contains("do not use --demo on a public server"),
+        "{first_log}"
+    );
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let (mut second, _, log) = start_binary_with(&db, &["--demo"]).await;
+    let second_log = log.lock().unwrap().join("\n");
+    assert!(
+        second_log.contains("loaded no sample data: this forum already has threads"),
+        "{second_log}"
+    );
     second.start_kill().unwrap();
 }

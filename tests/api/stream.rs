@@ -549,3 +549,27 @@ async fn a_database_held_locked_refuses_writes_with_503_and_recovers_once_releas
     // Counted by this server alone, once for the refused write.
     assert_eq!(app.metric("stoa_database_busy_total").await, 1.0);
 }
+
+#[tokio::test]
+async fn no_stream_gets_a_ping_sooner_than_half_an_interval_after_it_opens() {
+    let interval = Duration::from_millis(600);
+    let app = spawn_app_with(|c| c.ping_interval = interval).await;
+    // Streams opened at phases spread over one interval of the shared
+    // ping timer: without the rule, some would get a ping at once.
+    let mut opened = Vec::new();
+    for _ in 0..6 {
+        opened.push((tokio::time::Instant::now(), app.events("", &[]).await));
+        tokio::time::sleep(interval / 6).await;
+    }
+    for (at, mut stream) in opened {
+        loop {
+            let message = stream.next().await;
+            if message.kind() == "ping" {
+                let after = at.elapsed();
+                assert!(after >= interval / 2, "a ping {after:?} after opening");
+                assert!(after <= interval * 2, "pings still come: {after:?}");
+                break;
+            }
+        }
+    }
+}

@@ -45,9 +45,11 @@ pub async fn newest<C: GenericClient>(conn: &C, limit: usize) -> DbResult<Vec<Ro
 
 pub async fn range<C: GenericClient>(conn: &C) -> DbResult<Range> {
     let earliest: Option<i64> = one(conn, "SELECT min(id) FROM outbox", &[]).await?.get(0);
+    let gaps = rows(conn, "SELECT after, through FROM outbox_gaps", &[]).await?;
     Ok(Range {
         earliest,
         latest: latest(conn).await?,
+        gaps: gaps.iter().map(|r| (r.get(0), r.get(1))).collect(),
     })
 }
 

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("initial", include_str!("migrations/0001_initial.sql")),
     ("moderation", include_str!("migrations/0002_moderation.sql")),
     ("richtext", include_str!("migrations/0003_richtext.sql")),
+    ("self-hosting", include_str!("migrations/0004_selfhost.sql")),
 ];
 
 /// Rows rendered between two progress lines in the log.

@@ -4,6 +4,7 @@
 //! connection for writes (SQLite has a single writer anyway, see
 //! `writer.rs`) and a few for reads, which WAL lets run beside the writer.
 
+pub mod backup;
 mod comments;
 mod likes;
 mod log;
@@ -73,13 +74,79 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> 
 /// writing anything, switches it to WAL (which lets readers run beside the
 /// writer) and applies the migrations it lacks.
 fn open_and_migrate(path: &Path, busy_timeout: Duration) -> DbResult<Connection> {
-    let mut conn = Connection::open(path)?;
+    let mut conn = Connection::open(path).map_err(|error| unopenable(path, error))?;
     conn.busy_timeout(busy_timeout)?;
-    migrate::refuse_newer(&conn, path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    migrate::refuse_newer(&conn, path).map_err(|error| match error {
+        DbError::Other(_) => unopenable(path, error),
+        schema => schema,
+    })?;
+    // Switching to WAL needs the file to itself for a moment; another
+    // process migrating a new file at the same time can refuse that at
+    // once ("database is locked") instead of through the busy handler.
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => break,
+            Err(error) => match DbError::from(error) {
+                DbError::Busy if started.elapsed() < busy_timeout => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                DbError::Busy => return Err(DbError::Busy),
+                other => return Err(unopenable(path, other)),
+            },
+        }
+    }
     configure(&conn, busy_timeout)?;
     migrate::apply(&mut conn)?;
     Ok(conn)
+}
+
+/// Why the file at `path` could not be opened, in words that say what to
+/// fix: SQLite itself only says "unable to open database file". Needs the
+/// folder to exist and to be writable (the WAL and its index sit beside
+/// the file) and the file to be readable and writable.
+fn unopenable(path: &Path, error: impl std::fmt::Display) -> DbError {
+    use std::io::ErrorKind;
+    let shown = path.display();
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let reason = if !folder.is_dir() {
+        format!(
+            "the folder {} does not exist: create it (and give it to the user stoa runs as), \
+             or point --db at a file in an existing folder",
+            folder.display()
+        )
+    } else if path.is_dir() {
+        "that is a folder: give --db a file's path, such as /var/lib/stoa/stoa.db".to_string()
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path);
+        let file_denied =
+            path.exists() && file.is_err_and(|e| e.kind() == ErrorKind::PermissionDenied);
+        let probe = folder.join(format!(".stoa-write-check-{}", std::process::id()));
+        let folder_denied = std::fs::File::create(&probe)
+            .map(|_| std::fs::remove_file(&probe))
+            .is_err_and(|e| e.kind() == ErrorKind::PermissionDenied);
+        if file_denied {
+            format!(
+                "permission denied: the user stoa runs as may not read and write {shown} \
+                 (chown it, and its folder, to that user)"
+            )
+        } else if folder_denied {
+            format!(
+                "permission denied: the user stoa runs as may not create files in {} \
+                 (SQLite keeps stoa.db-wal and stoa.db-shm there; chown the folder to that user)",
+                folder.display()
+            )
+        } else {
+            error.to_string()
+        }
+    };
+    DbError::Schema(format!("cannot open the database {shown}: {reason}"))
 }
 
 /// `execute` through the connection's statement cache. Preparing an insert

@@ -40,9 +40,12 @@ fn read_row(row: &tokio_rusqlite::rusqlite::Row<'_>) -> tokio_rusqlite::rusqlite
 
 pub fn range(conn: &Connection) -> DbResult<Range> {
     let earliest: Option<i64> = cached_row(conn, "SELECT min(id) FROM outbox", [], |r| r.get(0))?;
+    let mut statement = conn.prepare_cached("SELECT after, through FROM outbox_gaps")?;
+    let gaps = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(Range {
         earliest,
         latest: latest(conn)?,
+        gaps: gaps.collect::<Result<_, _>>()?,
     })
 }
 
@@ -151,7 +154,8 @@ mod tests {
             emptied,
             Range {
                 earliest: None,
-                latest: 2
+                latest: 2,
+                gaps: Vec::new(),
             }
         );
         threads::insert(&conn, "t3", "id-alice", "a", "b", "<p>b</p>").unwrap();
