@@ -507,7 +507,12 @@ function stopEditThread(id) {
 
 async function saveThreadEdit(id, values) {
   const res = await api('PATCH', `/api/community/threads/${encodeURIComponent(id)}`, values);
-  patchThread(id, { title: res.thread.title, content: res.thread.content, editedAt: res.thread.editedAt });
+  patchThread(id, {
+    title: res.thread.title,
+    content: res.thread.content,
+    contentHtml: res.thread.contentHtml,
+    editedAt: res.thread.editedAt,
+  });
   stopEditThread(id);
 }
 
@@ -931,7 +936,7 @@ function commentEditForm(c, view) {
     onsubmit: async ({ content }) => {
       const res = await api('PATCH', `/api/community/comments/${encodeURIComponent(c.id)}`, { content });
       const kept = view.comments.get(c.id);
-      if (kept) Object.assign(kept, { content: res.comment.content, editedAt: res.comment.editedAt });
+      if (kept) Object.assign(kept, { content: res.comment.content, contentHtml: res.comment.contentHtml, editedAt: res.comment.editedAt });
       stop();
     },
     oncancel: stop,
@@ -1104,7 +1109,7 @@ function applyCommentEvent(msg) {
     case 'comment_edited': {
       const c = view && view.comments.get(d.comment.id);
       if (c) {
-        Object.assign(c, { content: d.comment.content, editedAt: d.comment.editedAt });
+        Object.assign(c, { content: d.comment.content, contentHtml: d.comment.contentHtml, editedAt: d.comment.editedAt });
         // An open edit form of this comment keeps what its writer typed.
         renderComments(d.threadId);
       }
@@ -1173,7 +1178,7 @@ function onMessage(msg) {
       return;
     case 'thread_edited': {
       const t = d.thread || {};
-      patchThread(d.threadId, { title: t.title, content: t.content, editedAt: t.editedAt });
+      patchThread(d.threadId, { title: t.title, content: t.content, contentHtml: t.contentHtml, editedAt: t.editedAt });
       if (state.routed === d.threadId) setDocumentTitle(t.title);
       return;
     }
