@@ -44,11 +44,7 @@ run_on() { # backend preset
     stop_stoa
     [ -f "$run" ] || return "$rc"
     if [ "$backend" = postgres ]; then
-        jq -c -s --argjson cpu "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.3f", b - a }')" '
-            (length == 1) as $one | .[] | . + {db_cpu_s: $cpu}
-            + (if $one and (.published // 0) > 0
-               then {db_cpu_us_per_event: ($cpu * 1e8 / .published | round / 100)}
-               else {} end)' "$run" >>"$OUT"
+        with_db_cpu "$run" "$cpu0" "$cpu1" >>"$OUT"
     else
         cat "$run" >>"$OUT"
     fi

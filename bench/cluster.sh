@@ -63,11 +63,7 @@ run_on() { # nodes preset
         bash "$ROOT/scripts/cluster.sh" node "$DIR" 3
     fi
     [ -f "$run" ] || return 1
-    jq -c --argjson cpu "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.3f", b - a }')" '
-        . + {db_cpu_s: $cpu, nodes: '"$nodes"'}
-        + (if (.published // 0) > 0
-           then {db_cpu_us_per_event: ($cpu * 1e8 / .published | round / 100)}
-           else {} end)' "$run" >>"$OUT"
+    with_db_cpu "$run" "$cpu0" "$cpu1" "{\"nodes\": $nodes}" >>"$OUT"
 }
 
 PRESETS=("$@")

@@ -151,6 +151,18 @@ pg_cpu() {
     } | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { printf "%.3f\n", s / hz }'
 }
 
+# with_db_cpu RUN.jsonl CPU_BEFORE CPU_AFTER [JSON]: RUN's lines with the
+# database's CPU over the run (db_cpu_s), per event written when the run
+# had one step (db_cpu_us_per_event), and JSON's fields added.
+with_db_cpu() {
+    jq -c -s --argjson cpu "$(awk -v a="$2" -v b="$3" 'BEGIN { printf "%.3f", b - a }')" \
+        --argjson extra "${4:-{\}}" '
+        (length == 1) as $one | .[] | . + {db_cpu_s: $cpu} + $extra
+        + (if $one and (.published // 0) > 0
+           then {db_cpu_us_per_event: ($cpu * 1e8 / .published | round / 100)}
+           else {} end)' "$1"
+}
+
 cleanup() { stop_stoa; stop_nchan; }
 trap cleanup EXIT
 

@@ -173,6 +173,26 @@ pub enum Flag {
     Pinned,
 }
 
+impl Flag {
+    /// The `threads` column that holds it.
+    pub fn column(self) -> &'static str {
+        match self {
+            Flag::Locked => "locked",
+            Flag::Pinned => "pinned",
+        }
+    }
+
+    /// The `moderation_log` action for switching it on or off.
+    pub fn action(self, on: bool) -> &'static str {
+        match (self, on) {
+            (Flag::Locked, true) => "lock",
+            (Flag::Locked, false) => "unlock",
+            (Flag::Pinned, true) => "pin",
+            (Flag::Pinned, false) => "unpin",
+        }
+    }
+}
+
 /// The outcome of a ban.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Banning {

@@ -578,7 +578,7 @@ impl Store {
     }
 
     pub async fn outbox_range(&self) -> DbResult<Range> {
-        self.snapshot(|conn| Box::pin(outbox::range(conn))).await
+        outbox::range(&self.conn().await?).await
     }
 
     pub async fn outbox_newest(&self, limit: usize) -> DbResult<(i64, Vec<Row>)> {

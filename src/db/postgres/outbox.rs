@@ -44,12 +44,20 @@ pub async fn newest<C: GenericClient>(conn: &C, limit: usize) -> DbResult<Vec<Ro
 }
 
 pub async fn range<C: GenericClient>(conn: &C) -> DbResult<Range> {
-    let earliest: Option<i64> = one(conn, "SELECT min(id) FROM outbox", &[]).await?.get(0);
-    let gaps = rows(conn, "SELECT after, through FROM outbox_gaps", &[]).await?;
+    // One statement, so one snapshot and one round trip per stream opened.
+    let row = one(
+        conn,
+        "SELECT (SELECT min(id) FROM outbox), (SELECT last FROM outbox_counter),
+                ARRAY(SELECT after FROM outbox_gaps ORDER BY after),
+                ARRAY(SELECT through FROM outbox_gaps ORDER BY after)",
+        &[],
+    )
+    .await?;
+    let (after, through): (Vec<i64>, Vec<i64>) = (row.get(2), row.get(3));
     Ok(Range {
-        earliest,
-        latest: latest(conn).await?,
-        gaps: gaps.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        earliest: row.get(0),
+        latest: row.get(1),
+        gaps: after.into_iter().zip(through).collect(),
     })
 }
 

@@ -158,26 +158,23 @@ pub async fn set_flag<C: GenericClient>(
     flag: Flag,
     on: bool,
 ) -> DbResult<Option<Json>> {
-    let (sql, action) = match (flag, on) {
-        (Flag::Locked, true) => (
-            "UPDATE threads SET locked = true WHERE id = $1 AND NOT locked",
-            "lock",
-        ),
-        (Flag::Locked, false) => (
-            "UPDATE threads SET locked = false WHERE id = $1 AND locked",
-            "unlock",
-        ),
-        (Flag::Pinned, true) => (
-            "UPDATE threads SET pinned = true WHERE id = $1 AND NOT pinned",
-            "pin",
-        ),
-        (Flag::Pinned, false) => (
-            "UPDATE threads SET pinned = false WHERE id = $1 AND pinned",
-            "unpin",
-        ),
+    let column = flag.column();
+    let sql = if on {
+        format!("UPDATE threads SET {column} = true WHERE id = $1 AND NOT {column}")
+    } else {
+        format!("UPDATE threads SET {column} = false WHERE id = $1 AND {column}")
     };
-    if execute(conn, sql, &[&id]).await? == 1 {
-        log::write(conn, Some(actor_id), action, "thread", id, None, None).await?;
+    if execute(conn, &sql, &[&id]).await? == 1 {
+        log::write(
+            conn,
+            Some(actor_id),
+            flag.action(on),
+            "thread",
+            id,
+            None,
+            None,
+        )
+        .await?;
     }
     get(conn, id, Some(actor_id)).await
 }

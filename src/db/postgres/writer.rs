@@ -127,8 +127,10 @@ async fn refuse(batch: Vec<Job>, error: DbError) -> bool {
 /// released (the commit releases them all), so a write costs the round
 /// trips of its own statements only.
 async fn in_savepoint(tx: &Transaction<'_>, job: Job) -> Answer {
+    // `biased`: the savepoint is polled, and so sent, before the job's
+    // first statement.
     let (savepoint, (succeeded, answer)) =
-        tokio::join!(tx.batch_execute("SAVEPOINT write"), job(Ok(tx)));
+        tokio::join!(biased; tx.batch_execute("SAVEPOINT write"), job(Ok(tx)));
     let end = match (savepoint, succeeded) {
         (Err(error), _) => Err(error),
         (Ok(()), true) => Ok(()),

@@ -164,26 +164,22 @@ pub fn set_flag(
     flag: Flag,
     on: bool,
 ) -> DbResult<Option<Json>> {
-    let (sql, action) = match (flag, on) {
-        (Flag::Locked, true) => (
-            "UPDATE threads SET locked = 1 WHERE id = ?1 AND NOT locked",
-            "lock",
-        ),
-        (Flag::Locked, false) => (
-            "UPDATE threads SET locked = 0 WHERE id = ?1 AND locked",
-            "unlock",
-        ),
-        (Flag::Pinned, true) => (
-            "UPDATE threads SET pinned = 1 WHERE id = ?1 AND NOT pinned",
-            "pin",
-        ),
-        (Flag::Pinned, false) => (
-            "UPDATE threads SET pinned = 0 WHERE id = ?1 AND pinned",
-            "unpin",
-        ),
+    let column = flag.column();
+    let sql = if on {
+        format!("UPDATE threads SET {column} = 1 WHERE id = ?1 AND NOT {column}")
+    } else {
+        format!("UPDATE threads SET {column} = 0 WHERE id = ?1 AND {column}")
     };
-    if cached_execute(conn, sql, [id])? == 1 {
-        log::write(conn, Some(actor_id), action, "thread", id, None, None)?;
+    if cached_execute(conn, &sql, [id])? == 1 {
+        log::write(
+            conn,
+            Some(actor_id),
+            flag.action(on),
+            "thread",
+            id,
+            None,
+            None,
+        )?;
     }
     get(conn, id, Some(actor_id))
 }
