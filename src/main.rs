@@ -1,6 +1,8 @@
 //! The `stoa` binary: flags, logging, start-up, and shutdown on SIGTERM or
 //! Ctrl-C. Everything else lives in the library.
 
+#![recursion_limit = "256"]
+
 use std::process::ExitCode;
 
 use std::sync::Arc;
