@@ -44,11 +44,14 @@ CREATE TABLE threads (
     pinned     INTEGER NOT NULL DEFAULT 0,
     -- The HTML the Markdown in content renders to; NULL for a row written
     -- from outside, which is shown as text.
-    content_html TEXT
+    content_html TEXT,
+    -- The newest comment's time, NULL until the first.
+    last_comment_at TEXT
 );
 CREATE INDEX threads_newest ON threads(created_at DESC, id DESC);
--- The list: pinned threads first, then newest first.
-CREATE INDEX threads_listed ON threads(pinned DESC, created_at DESC, id DESC);
+-- The list: pinned threads first, then by latest activity (lastActivityAt).
+CREATE INDEX threads_listed
+    ON threads(pinned DESC, coalesce(last_comment_at, created_at) DESC, id DESC);
 
 CREATE TABLE comments (
     id         TEXT PRIMARY KEY,
@@ -127,7 +130,8 @@ SELECT t.id, t.created_at, json_object(
     'likedByMe', json('false'),
     'editedAt', t.edited_at,
     'locked', json(CASE WHEN t.locked THEN 'true' ELSE 'false' END),
-    'pinned', json(CASE WHEN t.pinned THEN 'true' ELSE 'false' END)
+    'pinned', json(CASE WHEN t.pinned THEN 'true' ELSE 'false' END),
+    'lastActivityAt', coalesce(t.last_comment_at, t.created_at)
 ) AS json
 FROM threads t JOIN users u ON u.id = t.author_id;
 
@@ -180,6 +184,13 @@ BEGIN
         'from', json_object('id', u.id, 'username', u.username))
     FROM threads t JOIN users u ON u.id = NEW.author_id
     WHERE t.id = NEW.thread_id AND t.author_id <> NEW.author_id;
+END;
+
+CREATE TRIGGER comment_bumps_thread AFTER INSERT ON comments
+BEGIN
+    UPDATE threads SET last_comment_at = NEW.created_at
+    WHERE id = NEW.thread_id
+      AND (last_comment_at IS NULL OR last_comment_at < NEW.created_at);
 END;
 
 CREATE TRIGGER comment_removed AFTER DELETE ON comments
@@ -239,10 +250,21 @@ END;
 
 -- The inner UPDATE sets only edited_at, which no UPDATE OF trigger here
 -- watches, so it fires nothing.
+-- stoa's own edits set edited_at and the new HTML in the same UPDATE; one
+-- from outside that changes content leaves both, and the HTML it would
+-- leave behind (rendered from the old content) is dropped: shown as text.
 CREATE TRIGGER thread_edited AFTER UPDATE OF title, content ON threads
 WHEN OLD.title IS NOT NEW.title OR OLD.content IS NOT NEW.content
 BEGIN
-    UPDATE threads SET edited_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id;
+    UPDATE threads SET
+        content_html = CASE
+            WHEN OLD.content IS NOT NEW.content AND OLD.content_html IS NEW.content_html
+             AND OLD.edited_at IS NEW.edited_at THEN NULL
+            ELSE content_html END,
+        edited_at = CASE
+            WHEN OLD.edited_at IS NEW.edited_at THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+            ELSE edited_at END
+    WHERE id = NEW.id;
     INSERT INTO outbox (type, thread_id, payload)
     SELECT 'thread_edited', NEW.id, json_object('threadId', NEW.id, 'thread', json(json))
     FROM thread_json WHERE id = NEW.id;
@@ -251,7 +273,14 @@ END;
 CREATE TRIGGER comment_edited AFTER UPDATE OF content ON comments
 WHEN OLD.content IS NOT NEW.content
 BEGIN
-    UPDATE comments SET edited_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id;
+    UPDATE comments SET
+        content_html = CASE
+            WHEN OLD.content_html IS NEW.content_html AND OLD.edited_at IS NEW.edited_at THEN NULL
+            ELSE content_html END,
+        edited_at = CASE
+            WHEN OLD.edited_at IS NEW.edited_at THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+            ELSE edited_at END
+    WHERE id = NEW.id;
     INSERT INTO outbox (type, thread_id, payload)
     SELECT 'comment_edited', NEW.thread_id, json_object('threadId', NEW.thread_id, 'comment', json(json))
     FROM comment_json WHERE id = NEW.id;

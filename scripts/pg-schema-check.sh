@@ -149,12 +149,12 @@ def load(path):
         return [json.loads(line) for line in f if line.strip()]
 
 def blank(v, where):
-    """Blank every time (createdAt, created_at) after checking its format;
+    """Blank every time (createdAt, created_at, lastActivityAt) after checking its format;
     return the value as nested (key, value) lists so key order counts."""
     if isinstance(v, dict):
         out = []
         for k, x in v.items():
-            if k in ("createdAt", "created_at") or (k == "editedAt" and x is not None):
+            if k in ("createdAt", "created_at", "lastActivityAt") or (k == "editedAt" and x is not None):
                 if not (isinstance(x, str) and TIME.match(x)):
                     problems.append(f"{where}: {k} {x!r} is not YYYY-MM-DDTHH:MM:SS.mmmZ")
                 x = "<time>"

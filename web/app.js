@@ -547,18 +547,44 @@ async function banUser(user) {
   }
 }
 
-/** Pinned threads first, then newest first: the order of the server's list. */
+/** When a thread last saw a post: its newest comment, or its creation. */
+const lastActivity = (t) => t.lastActivityAt || t.createdAt;
+
+/** Pinned threads first, then by latest activity: the order of the server's list. */
+function threadsInOrder(a, b) {
+  const x = state.threads.get(a);
+  const y = state.threads.get(b);
+  if (!!x.pinned !== !!y.pinned) return x.pinned ? -1 : 1;
+  if (lastActivity(x) !== lastActivity(y)) return lastActivity(x) < lastActivity(y) ? 1 : -1;
+  return x.id < y.id ? 1 : -1;
+}
+
+/** Moves cards to the list's order, only those out of place, keeping the
+ * focus and caret of a comment being written inside a moved card. */
 function sortThreads() {
-  const key = (id) => state.threads.get(id);
-  state.order.sort((a, b) => {
-    const x = key(a);
-    const y = key(b);
-    if (!!x.pinned !== !!y.pinned) return x.pinned ? -1 : 1;
-    if (x.createdAt !== y.createdAt) return x.createdAt < y.createdAt ? 1 : -1;
-    return x.id < y.id ? 1 : -1;
-  });
+  state.order.sort(threadsInOrder);
   const list = $('thread-list');
-  for (const id of state.order) list.append(state.cards.get(id).root);
+  const focused = document.activeElement;
+  const caret = focused && 'selectionStart' in focused
+    ? [focused.selectionStart, focused.selectionEnd] : null;
+  let next = list.firstElementChild;
+  for (const id of state.order) {
+    const card = state.cards.get(id).root;
+    if (card === next) next = next.nextElementSibling;
+    else list.insertBefore(card, next);
+  }
+  if (focused && focused !== document.activeElement && list.contains(focused)) {
+    focused.focus({ preventScroll: true });
+    if (caret) focused.setSelectionRange(caret[0], caret[1]);
+  }
+}
+
+/** A new comment moves its thread up the list, as in every forum. */
+function bumpThread(threadId, at) {
+  const t = state.threads.get(threadId);
+  if (!t || !at || at <= lastActivity(t)) return;
+  t.lastActivityAt = at;
+  sortThreads();
 }
 
 function insertThread(thread, { atTop, version = null }) {
@@ -1046,6 +1072,7 @@ function addComment(comment, commentCount, version = null) {
     else if (!known) patchThread(t.id, { commentCount: (t.commentCount || 0) + 1 });
   }
   if (view && !known) renderComments(comment.threadId);
+  bumpThread(comment.threadId, comment.createdAt);
   return !known;
 }
 
@@ -1099,6 +1126,7 @@ function applyCommentEvent(msg) {
     if (msg.type === 'new_comment' || msg.type === 'comment_deleted') {
       patchThread(d.threadId, { commentCount: d.commentCount }, msg.id);
     }
+    if (msg.type === 'new_comment') bumpThread(d.threadId, d.comment.createdAt);
     return msg.type === 'new_comment';
   }
   switch (msg.type) {

@@ -95,14 +95,14 @@ const PINNED: &str = "pinned|";
 
 fn encode_cursor(cursor: &Cursor) -> String {
     let pinned = if cursor.pinned { PINNED } else { "" };
-    format!("{pinned}{}|{}", cursor.created_at, cursor.id)
+    format!("{pinned}{}|{}", cursor.active_at, cursor.id)
 }
 
 fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     let split = |text: &str, pinned: bool| match text.split_once('|') {
-        Some((created_at, id)) if !created_at.is_empty() && !id.is_empty() => Some(Cursor {
+        Some((active_at, id)) if !active_at.is_empty() && !id.is_empty() => Some(Cursor {
             pinned,
-            created_at: created_at.to_string(),
+            active_at: active_at.to_string(),
             id: id.to_string(),
         }),
         _ => None,
@@ -337,7 +337,7 @@ mod tests {
             at in "[0-9T:.Z-]{1,24}",
             id in "[^|]{1,36}",
         ) {
-            let cursor = Cursor { pinned, created_at: at, id };
+            let cursor = Cursor { pinned, active_at: at, id };
             proptest::prop_assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
         }
     }

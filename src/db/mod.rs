@@ -209,12 +209,13 @@ pub struct RoleChange {
     pub before: Role,
 }
 
-/// Where a page of the list (pinned first, then newest first) continues:
-/// the last thread shown.
+/// Where a page of the list (pinned first, then by latest activity)
+/// continues: the last thread shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub pinned: bool,
-    pub created_at: String,
+    /// Its `lastActivityAt`.
+    pub active_at: String,
     pub id: String,
 }
 

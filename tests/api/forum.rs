@@ -36,6 +36,77 @@ async fn the_thread_list_pages_newest_first_without_gaps_or_repeats() {
 }
 
 #[tokio::test]
+async fn a_new_comment_moves_its_thread_to_the_top_of_the_list() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let thread = app.create_thread(&alice, &format!("thread {n}"), "c").await;
+        assert_eq!(thread["lastActivityAt"], thread["createdAt"]);
+        ids.push(thread["id"].as_str().unwrap().to_string());
+    }
+    // The oldest thread gets a comment, then the fifth: both move up, the
+    // latest first, and the rest keep their order behind them.
+    app.comment(&alice, &ids[0], "bump").await;
+    let comment = app.comment(&alice, &ids[4], "bump again").await;
+
+    let mut titles = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = Page {
+            limit: Some(5),
+            before: cursor.as_deref(),
+        };
+        let page = app.threads(None, page).await;
+        for thread in page["threads"].as_array().unwrap() {
+            titles.push(thread["title"].as_str().unwrap().to_string());
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let mut expected = vec!["thread 4".to_string(), "thread 0".to_string()];
+    expected.extend(
+        (1..12)
+            .rev()
+            .filter(|n| *n != 4)
+            .map(|n| format!("thread {n}")),
+    );
+    assert_eq!(titles, expected, "pages follow the latest activity");
+
+    let shown = app.thread(None, &ids[4]).await;
+    assert_eq!(shown["thread"]["lastActivityAt"], comment["createdAt"]);
+    assert_ne!(
+        shown["thread"]["lastActivityAt"],
+        shown["thread"]["createdAt"]
+    );
+}
+
+#[tokio::test]
+async fn a_pinned_thread_stays_above_newer_activity() {
+    let app = spawn_app().await;
+    let admin = app.register("root").await;
+    app.set_role("root", "moderator").await;
+    let old = app.create_thread(&admin, "old, pinned", "c").await;
+    let old = old["id"].as_str().unwrap();
+    let busy = app.create_thread(&admin, "busy", "c").await;
+    app.try_pin(&admin, old, true)
+        .await
+        .expect_status(StatusCode::OK);
+    app.comment(&admin, busy["id"].as_str().unwrap(), "more")
+        .await;
+    let listed = app.threads(None, Page::default()).await;
+    let titles: Vec<_> = listed["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["old, pinned", "busy"]);
+}
+
+#[tokio::test]
 async fn a_thread_comes_with_its_comments_oldest_first() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;

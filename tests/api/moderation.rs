@@ -46,8 +46,11 @@ async fn an_update_from_outside_the_server_produces_its_edit_event_and_a_no_op_p
     let mut thread_after = edited(thread.clone());
     thread_after["title"] = json!("Edited by hand");
     thread_after["commentCount"] = json!(1);
+    thread_after["lastActivityAt"] = comment["createdAt"].clone();
     let mut comment_after = edited(comment.clone());
     comment_after["content"] = json!("Hi!");
+    // The old HTML no longer shows the content: the page shows the text.
+    comment_after["contentHtml"] = json!(null);
     assert_events!(
         stream.take_events(2).await,
         [

@@ -167,3 +167,77 @@ async fn a_preview_renders_a_draft_as_posting_would_and_stores_nothing() {
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(empty.body["error"]["field"], "content");
 }
+
+#[tokio::test]
+async fn an_edit_from_outside_drops_the_html_of_the_old_content() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let thread = app.create_thread(&alice, "t", "**old**").await;
+    let id = thread["id"].as_str().unwrap().to_string();
+    let comment = app.comment(&alice, &id, "*old*").await;
+    let comment_id = comment["id"].as_str().unwrap().to_string();
+    let mut stream = app.events(&format!("?thread={id}"), &[]).await;
+    for sql in [
+        format!("UPDATE threads SET content = 'new <b>text</b>' WHERE id = '{id}'"),
+        format!("UPDATE comments SET content = 'new *text*' WHERE id = '{comment_id}'"),
+    ] {
+        execute_outside(&app.config.db, &sql).await;
+    }
+    let events = stream.take_events(2).await;
+    let (edited_thread, edited_comment) = (events[0].json(), events[1].json());
+    assert_eq!(edited_thread["type"], "thread_edited");
+    assert_eq!(
+        edited_thread["data"]["thread"]["content"],
+        "new <b>text</b>"
+    );
+    assert_eq!(edited_thread["data"]["thread"]["contentHtml"], Value::Null);
+    assert!(edited_thread["data"]["thread"]["editedAt"].is_string());
+    assert_eq!(edited_comment["type"], "comment_edited");
+    assert_eq!(
+        edited_comment["data"]["comment"]["contentHtml"],
+        Value::Null
+    );
+    assert!(edited_comment["data"]["comment"]["editedAt"].is_string());
+
+    let shown = app.thread(None, &id).await;
+    assert_eq!(shown["thread"]["contentHtml"], Value::Null, "shown as text");
+    assert_eq!(shown["comments"][0]["contentHtml"], Value::Null);
+
+    // Edited through the API again, it is rendered again.
+    let thread = app
+        .edit_thread(&alice, &id, json!({"content": "**again**"}))
+        .await;
+    assert_eq!(thread["contentHtml"], "<p><strong>again</strong></p>\n");
+    let comment = app.edit_comment(&alice, &comment_id, "*again*").await;
+    assert_eq!(comment["contentHtml"], "<p><em>again</em></p>\n");
+}
+
+#[tokio::test]
+async fn an_edit_through_the_api_that_renders_the_same_html_keeps_it() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let thread = app.create_thread(&alice, "t", "**same**").await;
+    let id = thread["id"].as_str().unwrap().to_string();
+    let comment = app.comment(&alice, &id, "*same*").await;
+    let comment_id = comment["id"].as_str().unwrap().to_string();
+    let html = "<p><strong>same</strong></p>\n";
+    assert_eq!(thread["contentHtml"], html);
+    // Quick edits back and forth, each source rendering the same HTML.
+    for content in ["__same__", "**same**", "__same__"] {
+        let edited = app
+            .edit_thread(&alice, &id, json!({"content": content}))
+            .await;
+        assert_eq!(edited["content"], content);
+        assert_eq!(edited["contentHtml"], html, "{content} keeps its HTML");
+    }
+    for content in ["_same_", "*same*", "_same_"] {
+        let edited = app.edit_comment(&alice, &comment_id, content).await;
+        assert_eq!(edited["contentHtml"], "<p><em>same</em></p>\n");
+    }
+    let shown = app.thread(None, &id).await;
+    assert_eq!(shown["thread"]["contentHtml"], html);
+    assert_eq!(
+        shown["comments"][0]["contentHtml"],
+        "<p><em>same</em></p>\n"
+    );
+}

@@ -207,6 +207,7 @@ fn thread_titled(title: &str, author: &str) -> serde_json::Value {
         "editedAt": null,
         "locked": false,
         "pinned": false,
+        "lastActivityAt": "$timestamp",
     })
 }
 
@@ -238,6 +239,7 @@ async fn a_write_from_another_process_reaches_open_streams() {
         "editedAt": null,
         "locked": false,
         "pinned": false,
+        "lastActivityAt": "$timestamp",
     });
     assert_events!(stream.take_events(1).await, [frame(1, "new_thread", data)]);
 }
@@ -285,7 +287,7 @@ async fn expect_threads_in_order(stream: &mut SseStream, count: i64, whose: &str
     for start in (1..=count).step_by(BATCH as usize) {
         let ids = start..=(start + BATCH - 1).min(count);
         let expected: Vec<_> = ids
-            .map(|id| frame(id, "new_thread", json!({"id": format!("t{:05}", id - 1), "title": "t", "content": "$any", "contentHtml": null, "author": "$any", "createdAt": "$timestamp", "likeCount": 0, "commentCount": 0, "likedByMe": false, "editedAt": null, "locked": false, "pinned": false})))
+            .map(|id| frame(id, "new_thread", json!({"id": format!("t{:05}", id - 1), "title": "t", "content": "$any", "contentHtml": null, "author": "$any", "createdAt": "$timestamp", "likeCount": 0, "commentCount": 0, "likedByMe": false, "editedAt": null, "locked": false, "pinned": false, "lastActivityAt": "$timestamp"})))
             .collect();
         let received = stream.take_events(expected.len()).await;
         assert_events!(received, expected, "{whose}");

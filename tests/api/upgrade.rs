@@ -28,7 +28,7 @@ fn first_release_forum(path: &std::path::Path) -> Vec<(i64, Value)> {
         "INSERT INTO users (id, username, password_hash) VALUES ('u-ada', 'ada', 'x'), ('u-bob', 'bob', 'x');
          INSERT INTO threads (id, author_id, title, content) VALUES ('t-1', 'u-ada', 'Kept', '**first**, @bob');
          INSERT INTO threads (id, author_id, title, content) VALUES ('t-2', 'u-bob', 'Removed', 'second');
-         INSERT INTO comments (id, thread_id, author_id, content) VALUES ('c-1', 't-1', 'u-bob', 'a <script>reply</script>');
+         INSERT INTO comments (id, thread_id, author_id, content, created_at) VALUES ('c-1', 't-1', 'u-bob', 'a <script>reply</script>', '2030-01-01T00:00:00.000Z');
          INSERT INTO comments (id, thread_id, author_id, content) VALUES ('c-2', 't-1', 'u-ada', 'mine');
          INSERT INTO likes (user_id, thread_id) VALUES ('u-bob', 't-1');
          INSERT INTO likes (user_id, thread_id, comment_id) VALUES ('u-ada', 't-1', 'c-1');
@@ -81,6 +81,8 @@ async fn a_database_from_the_release_before_migrations_is_upgraded_in_place() {
     assert_eq!(threads[0]["id"], "t-1");
     assert_eq!(threads[0]["likeCount"], 1);
     assert_eq!(threads[0]["commentCount"], 1);
+    // Its latest activity is its newest comment, filled in by the migration.
+    assert_eq!(threads[0]["lastActivityAt"], "2030-01-01T00:00:00.000Z");
     assert_eq!(page["lastEventId"], 9);
     // The migration rendered every stored post's HTML, mentions included.
     assert_eq!(
@@ -197,7 +199,7 @@ async fn a_postgres_database_from_before_rich_text_gets_its_posts_rendered() {
                  VALUES (1, 'initial'), (2, 'shared rate limits');
              INSERT INTO users (id, username, password_hash) VALUES ('u-ada', 'ada', 'x'), ('u-bob', 'bob', 'x');
              INSERT INTO threads (id, author_id, title, content) VALUES ('t-1', 'u-ada', 'Kept', '**first**, @bob');
-             INSERT INTO comments (id, thread_id, author_id, content) VALUES ('c-1', 't-1', 'u-bob', 'a <script>reply</script>')",
+             INSERT INTO comments (id, thread_id, author_id, content, created_at) VALUES ('c-1', 't-1', 'u-bob', 'a <script>reply</script>', '2030-01-01T00:00:00Z')",
             include_str!("../../src/db/postgres/migrations/0001_initial.sql"),
             include_str!("../../src/db/postgres/migrations/0002_shared_rate_limits.sql"),
         ),
@@ -221,6 +223,11 @@ async fn a_postgres_database_from_before_rich_text_gets_its_posts_rendered() {
     assert_eq!(
         thread["comments"][0]["contentHtml"],
         "<p>a &lt;script&gt;reply&lt;/script&gt;</p>\n"
+    );
+    // Its latest activity is its comment's, filled in by the migration.
+    assert_eq!(
+        thread["thread"]["lastActivityAt"],
+        "2030-01-01T00:00:00.000Z"
     );
     assert_eq!(
         query_outside(&db, outbox).await,

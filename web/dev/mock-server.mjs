@@ -69,7 +69,8 @@ function login(res, user, status) {
 }
 
 function createThread(user, title, content) {
-  const t = { id: randomUUID(), title, content, author: pub(user), createdAt: now() };
+  const at = now();
+  const t = { id: randomUUID(), title, content, author: pub(user), createdAt: at, lastActivityAt: at };
   threads.unshift(t);
   emit('new_thread', threadView(t, null));
   return t;
@@ -77,6 +78,13 @@ function createThread(user, title, content) {
 function createComment(user, threadId, content) {
   const c = { id: randomUUID(), threadId, content, author: pub(user), createdAt: now() };
   comments.push(c);
+  // The list is ordered by latest activity: the thread moves to the front.
+  const i = threads.findIndex((t) => t.id === threadId);
+  if (i >= 0) {
+    const [t] = threads.splice(i, 1);
+    t.lastActivityAt = c.createdAt;
+    threads.unshift(t);
+  }
   const count = comments.filter((x) => x.threadId === threadId).length;
   emit('new_comment', { threadId, comment: commentView(c, null), commentCount: count });
   return c;

@@ -109,7 +109,11 @@ pub async fn edit<C: GenericClient>(
     }
     let row = optional(
         conn,
-        "UPDATE comments SET content = $2, content_html = $4 WHERE id = $1
+        "UPDATE comments SET content = $2, content_html = $4,
+             edited_at = CASE WHEN content IS DISTINCT FROM $2
+                         THEN greatest(clock_timestamp(), edited_at + interval '1 millisecond')
+                         ELSE edited_at END
+         WHERE id = $1
          RETURNING stoa_comment_json(comments, $3)::text",
         &[&id, &content, &actor.id, &content_html],
     )

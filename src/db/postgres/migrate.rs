@@ -20,6 +20,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("moderation", include_str!("migrations/0004_moderation.sql")),
     ("richtext", include_str!("migrations/0005_richtext.sql")),
     ("self-hosting", include_str!("migrations/0006_selfhost.sql")),
+    ("activity", include_str!("migrations/0007_activity.sql")),
     #[cfg(feature = "test-migration")]
     ("a no-op for the rolling-restart test", "SELECT 1"),
 ];

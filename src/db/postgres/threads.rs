@@ -25,7 +25,7 @@ pub async fn insert<C: GenericClient>(
     json(row.get(0))
 }
 
-/// Up to `limit` threads, pinned first and then newest first, strictly
+/// Up to `limit` threads, pinned first and then by latest activity, strictly
 /// after `before`; each with the cursor that continues after it.
 pub async fn page<C: GenericClient>(
     conn: &C,
@@ -35,16 +35,19 @@ pub async fn page<C: GenericClient>(
 ) -> DbResult<Vec<(Cursor, Json)>> {
     let (before_pinned, before_at, before_id) = (
         before.map(|c| c.pinned),
-        before.map(|c| c.created_at.as_str()),
+        before.map(|c| c.active_at.as_str()),
         before.map(|c| c.id.as_str()),
     );
     let found = rows(
         conn,
-        "SELECT t.pinned, stoa_time(t.created_at), t.id, stoa_thread_json(t, $1)::text
+        "SELECT t.pinned, stoa_time(coalesce(t.last_comment_at, t.created_at)), t.id,
+                stoa_thread_json(t, $1)::text
          FROM threads t
          WHERE $3::text IS NULL
-            OR (t.pinned, t.created_at, t.id) < ($2::bool, $3::text::timestamptz, $4::text)
-         ORDER BY t.pinned DESC, t.created_at DESC, t.id DESC LIMIT $5",
+            OR (t.pinned, coalesce(t.last_comment_at, t.created_at), t.id)
+               < ($2::bool, $3::text::timestamptz, $4::text)
+         ORDER BY t.pinned DESC, coalesce(t.last_comment_at, t.created_at) DESC, t.id DESC
+         LIMIT $5",
         &[
             &viewer,
             &before_pinned,
@@ -59,7 +62,7 @@ pub async fn page<C: GenericClient>(
         .map(|row| {
             let cursor = Cursor {
                 pinned: row.get(0),
-                created_at: row.get(1),
+                active_at: row.get(1),
                 id: row.get(2),
             };
             Ok((cursor, json(row.get(3))?))
@@ -140,7 +143,11 @@ pub async fn edit<C: GenericClient>(
     execute(
         conn,
         "UPDATE threads SET title = coalesce($2, title), content = coalesce($3, content),
-             content_html = coalesce($4, content_html)
+             content_html = coalesce($4, content_html),
+             edited_at = CASE WHEN title IS DISTINCT FROM coalesce($2, title)
+                                OR content IS DISTINCT FROM coalesce($3, content)
+                         THEN greatest(clock_timestamp(), edited_at + interval '1 millisecond')
+                         ELSE edited_at END
          WHERE id = $1",
         &[&id, &title, &content.map(|c| c.0), &content.map(|c| c.1)],
     )

@@ -2,6 +2,7 @@
 
 use tokio_rusqlite::rusqlite::{named_params, params, Connection, OptionalExtension};
 
+use super::threads::EDIT_STAMP;
 use super::{cached_execute, cached_row, json, log};
 use crate::db::{Actor, DbResult, Edit, Json, Posted, Removal};
 
@@ -127,7 +128,11 @@ pub fn edit(
     }
     cached_execute(
         conn,
-        "UPDATE comments SET content = ?2, content_html = ?3 WHERE id = ?1",
+        &format!(
+            "UPDATE comments SET content = ?2, content_html = ?3,
+                 edited_at = CASE WHEN content IS NOT ?2 THEN {EDIT_STAMP} ELSE edited_at END
+             WHERE id = ?1"
+        ),
         params![id, content, content_html],
     )?;
     let sql = format!("SELECT {LIKED_BY_VIEWER} FROM comment_json v WHERE v.id = :id");

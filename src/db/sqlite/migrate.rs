@@ -19,6 +19,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("moderation", include_str!("migrations/0002_moderation.sql")),
     ("richtext", include_str!("migrations/0003_richtext.sql")),
     ("self-hosting", include_str!("migrations/0004_selfhost.sql")),
+    ("activity", include_str!("migrations/0005_activity.sql")),
 ];
 
 /// Rows rendered between two progress lines in the log.

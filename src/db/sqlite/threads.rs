@@ -10,6 +10,12 @@ const LIKED_BY_VIEWER: &str = "json_set(v.json, '$.likedByMe', json(CASE WHEN EX
     SELECT 1 FROM likes l WHERE l.thread_id = v.id AND l.comment_id IS NULL AND l.user_id = :viewer
 ) THEN 'true' ELSE 'false' END))";
 
+/// When stoa edits a post: now, or just after the previous edit if that
+/// was in this same millisecond, so edited_at always moves (the edit
+/// triggers tell stoa's edits from outside ones by it).
+pub(super) const EDIT_STAMP: &str = "max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+    coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', edited_at, '+0.001 seconds'), ''))";
+
 pub fn insert(
     conn: &Connection,
     id: &str,
@@ -32,7 +38,7 @@ pub fn insert(
     )?)
 }
 
-/// Up to `limit` threads, pinned first and then newest first, strictly
+/// Up to `limit` threads, pinned first and then by latest activity, strictly
 /// after `before`; each with the cursor that continues after it.
 pub fn page(
     conn: &Connection,
@@ -41,25 +47,27 @@ pub fn page(
     before: Option<&Cursor>,
 ) -> DbResult<Vec<(Cursor, Json)>> {
     let sql = format!(
-        "SELECT t.pinned, v.created_at, v.id, {LIKED_BY_VIEWER}
+        "SELECT t.pinned, coalesce(t.last_comment_at, t.created_at), v.id, {LIKED_BY_VIEWER}
          FROM thread_json v JOIN threads t ON t.id = v.id
          WHERE :before_at IS NULL
-            OR (t.pinned, v.created_at, v.id) < (:before_pinned, :before_at, :before_id)
-         ORDER BY t.pinned DESC, v.created_at DESC, v.id DESC LIMIT :limit"
+            OR (t.pinned, coalesce(t.last_comment_at, t.created_at), t.id)
+               < (:before_pinned, :before_at, :before_id)
+         ORDER BY t.pinned DESC, coalesce(t.last_comment_at, t.created_at) DESC, t.id DESC
+         LIMIT :limit"
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(
         named_params! {
             ":viewer": viewer,
             ":before_pinned": before.map(|c| c.pinned),
-            ":before_at": before.map(|c| c.created_at.as_str()),
+            ":before_at": before.map(|c| c.active_at.as_str()),
             ":before_id": before.map(|c| c.id.as_str()),
             ":limit": limit as i64,
         },
         |row| {
             let cursor = Cursor {
                 pinned: row.get(0)?,
-                created_at: row.get(1)?,
+                active_at: row.get(1)?,
                 id: row.get(2)?,
             };
             Ok((cursor, json(row.get(3)?)?))
@@ -146,9 +154,14 @@ pub fn edit(
     }
     cached_execute(
         conn,
-        "UPDATE threads SET title = coalesce(?2, title), content = coalesce(?3, content),
-             content_html = coalesce(?4, content_html)
-         WHERE id = ?1",
+        &format!(
+            "UPDATE threads SET title = coalesce(?2, title), content = coalesce(?3, content),
+                 content_html = coalesce(?4, content_html),
+                 edited_at = CASE WHEN title IS NOT coalesce(?2, title)
+                                    OR content IS NOT coalesce(?3, content)
+                             THEN {EDIT_STAMP} ELSE edited_at END
+             WHERE id = ?1"
+        ),
         params![id, title, content.map(|c| c.0), content.map(|c| c.1)],
     )?;
     let thread = get(conn, id, Some(&actor.id))?;
